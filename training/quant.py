@@ -1,0 +1,91 @@
+"""Fixed-point quantization specs: one convention, mapped once to QKeras.
+
+Convention (the one hls4ml's ``ap_fixed<W,I>`` uses): ``<total_bits, integer_bits>`` counts the sign bit among the
+integer bits. ``<8,3>`` is 8 bits in all, 3 of them integer including the sign, 5 fractional: values in
+[-4, 4 - 2^-5] in steps of 2^-5.
+
+QKeras counts differently: ``quantized_bits(bits, integer)`` does NOT count the sign bit in ``integer``, so
+``<8,3>`` is ``quantized_bits(8, 2, keep_negative=True)``. ReLU outputs have no sign: for activations,
+``<8,3>`` means ``ap_ufixed<8,3>`` (the same 3 integer bits, all 8 bits used for magnitude), which is
+``quantized_relu(8, 3)``.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+#: The grid of the quantization-aware training experiments.
+QAT_GRID = ((2, 1), (4, 2), (8, 2), (8, 3), (16, 3), (16, 4), (16, 5))
+
+
+class QuantSpecError(ValueError):
+    """A quantization spec that cannot be represented."""
+
+
+@dataclass(frozen=True)
+class QuantSpec:
+    """``<total_bits, integer_bits>`` with the sign counted among the integer bits (hls4ml's ``ap_fixed``).
+
+    Attributes:
+        total_bits: W, all bits including the sign.
+        integer_bits: I, integer bits including the sign; may be <= 0 or > W as ap_fixed allows, as long as
+            at least one bit is fractional or integer.
+    """
+
+    total_bits: int
+    integer_bits: int
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.total_bits, int) or not isinstance(self.integer_bits, int):
+            raise QuantSpecError(f"bits must be integers, got <{self.total_bits!r},{self.integer_bits!r}>")
+        if self.total_bits < 2:
+            raise QuantSpecError(f"<{self.total_bits},{self.integer_bits}>: need at least 2 bits (sign + one more)")
+        if self.integer_bits < 1:
+            raise QuantSpecError(f"<{self.total_bits},{self.integer_bits}>: integer bits include the sign, so >= 1")
+        if self.integer_bits > self.total_bits:
+            raise QuantSpecError(f"<{self.total_bits},{self.integer_bits}>: more integer bits than total bits")
+        if self.total_bits > 32:
+            raise QuantSpecError(f"<{self.total_bits},{self.integer_bits}>: more than 32 bits is not supported")
+
+    @classmethod
+    def parse(cls, text: str) -> QuantSpec:
+        """Parse ``"8,3"``, ``"<8,3>"`` or ``"ap_fixed<8,3>"``."""
+        m = re.fullmatch(r"\s*(?:ap_fixed)?<?\s*(\d+)\s*,\s*(-?\d+)\s*>?\s*", text)
+        if not m:
+            raise QuantSpecError(f"cannot parse quantization spec {text!r}; expected e.g. '<8,3>'")
+        return cls(int(m.group(1)), int(m.group(2)))
+
+    @property
+    def frac_bits(self) -> int:
+        """Fractional bits, W - I."""
+        return self.total_bits - self.integer_bits
+
+    @property
+    def tag(self) -> str:
+        """Short name for file and model ids, e.g. ``q8_3``."""
+        return f"q{self.total_bits}_{self.integer_bits}"
+
+    def __str__(self) -> str:
+        return f"<{self.total_bits},{self.integer_bits}>"
+
+    def weight_quantizer(self):
+        """QKeras quantizer for weights and biases: signed ``ap_fixed<W,I>``."""
+        from qkeras import quantized_bits
+
+        # alpha=1: a fixed power-of-two scale, as the hardware uses; QKeras's default "auto" would learn one.
+        return quantized_bits(self.total_bits, self.integer_bits - 1, keep_negative=True, alpha=1)
+
+    def relu_quantizer(self):
+        """QKeras quantizer for ReLU outputs: ``ap_ufixed<W,I>``."""
+        from qkeras import quantized_relu
+
+        return quantized_relu(self.total_bits, self.integer_bits)
+
+    def hls_weight_type(self) -> str:
+        """The hls4ml type of weights and biases under this spec."""
+        return f"ap_fixed<{self.total_bits},{self.integer_bits}>"
+
+    def hls_relu_type(self) -> str:
+        """The hls4ml type of ReLU outputs under this spec."""
+        return f"ap_ufixed<{self.total_bits},{self.integer_bits}>"
