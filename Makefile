@@ -1,0 +1,97 @@
+# One Makefile for the whole pipeline. `make demo` runs it end to end on the emulated overlay; `make test` runs the
+# tests. Both create the two pinned environments first (quick when they are already up to date).
+SHELL := /bin/bash
+.DEFAULT_GOAL := help
+.DELETE_ON_ERROR:
+
+comma := ,
+PYTHON ?= python3
+# The board side mirrors a PYNQ image (Python 3.10, numpy 1.x): use a 3.10 interpreter when the machine has one.
+BOARD_PYTHON ?= $(firstword $(foreach p,python3.10 $(wildcard $(HOME)/.pyenv/versions/3.10*/bin/python3.10) $(PYTHON),$(shell $(p) -c 'print("$(p)")' 2>/dev/null)))
+HOST_VENV := .venv-host
+BOARD_VENV := .venv-board
+HOST_PY := $(CURDIR)/$(HOST_VENV)/bin/python
+BOARD_PY := $(CURDIR)/$(BOARD_VENV)/bin/python
+export PYTHONPATH := $(CURDIR)
+export PYTHONUNBUFFERED := 1
+# The real CIFAR-10 next to the checkout (shared/datasets) when there; otherwise the loader tries Keras's cache.
+SHARED_CIFAR := $(abspath $(CURDIR)/../shared/datasets/cifar-10-batches-py)
+ifneq ($(wildcard $(SHARED_CIFAR)/test_batch),)
+export CIFAR10_DIR ?= $(SHARED_CIFAR)
+endif
+
+# Demo knobs: `make demo MODEL=resnet20 QUANT=8,3 EPOCHS=30 N=2000`.
+MODEL ?= resnet8
+QUANT ?= 8,3
+EPOCHS ?= 12
+BOARD ?= pynq-z2
+N ?= 1000
+BATCH ?= 100
+MODEL_ID := $(MODEL)_q$(subst $(comma),_,$(QUANT))
+MODEL_DIR := build/models/$(MODEL_ID)
+BUNDLE := overlays/$(BOARD)/$(MODEL_ID)
+REPORT_DIR := build/reports/$(BOARD)/$(MODEL_ID)
+
+.PHONY: help env demo train bundle bench test test-host test-board test-slow lint format clean clean-demo
+
+help:
+	@echo "make demo        train $(MODEL) <$(QUANT)>, build its emulated $(BOARD) overlay, benchmark it (N=$(N) images)"
+	@echo "make test        run the tests (host and board environments)"
+	@echo "make test-slow   the slow tests too (longer training and C-simulation runs)"
+	@echo "make lint        ruff check + format check"
+	@echo "make clean-demo  forget the demo's model, bundle and report (the next demo starts from scratch)"
+
+env: $(HOST_VENV)/.done $(BOARD_VENV)/.done
+
+# A stamp per environment, remade only when its pinned requirements change.
+$(HOST_VENV)/.done: requirements/host.txt
+	@test -x $(HOST_PY) || $(PYTHON) -m venv $(HOST_VENV)
+	$(HOST_PY) -m pip install -q --disable-pip-version-check -r requirements/host.txt
+	@touch $@
+
+$(BOARD_VENV)/.done: requirements/board.txt
+	@test -n "$(BOARD_PYTHON)" || { echo "error: no Python interpreter found for the board environment"; exit 2; }
+	@test -x $(BOARD_PY) || $(BOARD_PYTHON) -m venv $(BOARD_VENV)
+	$(BOARD_PY) -m pip install -q --disable-pip-version-check -r requirements/board.txt
+	@touch $@
+
+# --- the pipeline: training -> hls_build -> overlays -> board -----------------------------------------------------
+$(MODEL_DIR)/model.h5: | $(HOST_VENV)/.done
+	$(HOST_PY) -m training train --model $(MODEL) --quant '<$(QUANT)>' --epochs $(EPOCHS) --out $(MODEL_DIR)
+
+$(BUNDLE)/manifest.json: $(MODEL_DIR)/model.h5 | $(HOST_VENV)/.done
+	$(HOST_PY) -m hls_build bundle --model-dir $(MODEL_DIR) --board $(BOARD)
+
+train: $(MODEL_DIR)/model.h5
+bundle: $(BUNDLE)/manifest.json
+
+bench: $(BUNDLE)/manifest.json | $(BOARD_VENV)/.done
+	$(BOARD_PY) -m board bench --bundle $(BUNDLE) -n $(N) --batch-size $(BATCH) --out $(REPORT_DIR)
+
+demo: env bench
+	@echo "demo done: report in $(REPORT_DIR)/report.md, bundle in $(BUNDLE)"
+
+# --- tests ----------------------------------------------------------------------------------------------------------
+# The host tests leave a small real bundle in build/test-overlays; the board tests drive it through pynq's DMA.
+TEST_OVERLAYS := $(CURDIR)/build/test-overlays
+test: env
+	$(HOST_PY) -m pytest host_tests --ignore=host_tests/board -m "not slow and not vivado and not board and not gpu" --test-overlays $(TEST_OVERLAYS)
+	$(BOARD_PY) -m pytest host_tests/board -m "not slow and not vivado and not board and not gpu" --test-overlays $(TEST_OVERLAYS)
+
+test-slow: env
+	$(HOST_PY) -m pytest host_tests --ignore=host_tests/board -m "slow and not vivado and not board and not gpu" --test-overlays $(TEST_OVERLAYS)
+	$(BOARD_PY) -m pytest host_tests/board -m "slow and not vivado and not board and not gpu" --test-overlays $(TEST_OVERLAYS)
+
+lint: $(HOST_VENV)/.done
+	$(HOST_VENV)/bin/ruff check .
+	$(HOST_VENV)/bin/ruff format --check .
+
+format: $(HOST_VENV)/.done
+	$(HOST_VENV)/bin/ruff format .
+	$(HOST_VENV)/bin/ruff check --fix .
+
+clean-demo:
+	rm -rf $(MODEL_DIR) $(BUNDLE) $(REPORT_DIR)
+
+clean:
+	rm -rf build

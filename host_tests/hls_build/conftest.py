@@ -1,0 +1,38 @@
+"""A small trained model and its real overlay bundle, built once per session.
+
+The bundle is left in ``--test-overlays`` so the board tests (other environment, run after these) can drive it
+through pynq's DMA and compare with the C-simulation called directly.
+"""
+
+from __future__ import annotations
+
+import pytest
+
+from training.keras_compat import keras  # noqa: F401  (first)
+
+
+@pytest.fixture(scope="session")
+def test_split(cifar10_dir):
+    from board.cifar10 import load_split
+
+    return load_split("test", cifar10_dir)
+
+
+@pytest.fixture(scope="session")
+def trained_model_dir(tmp_path_factory, cifar10_dir, test_split):
+    from board.cifar10 import load_split
+    from training.train import TrainConfig, train
+
+    out = tmp_path_factory.mktemp("model")
+    # One short epoch: weights far from random, so the C-sim vs Keras agreement is a real test of the fixed point.
+    cfg = TrainConfig(model="resnet8", quant="<8,3>", epochs=1, train_limit=5000, test_limit=1000, lr_peak=0.05)
+    train(cfg, out, load_split("train", cifar10_dir), test_split)
+    return out
+
+
+@pytest.fixture(scope="session")
+def bundle_dir(trained_model_dir, test_overlays, tmp_path_factory, test_split):
+    from hls_build.build import BuildOptions, build_bundle
+
+    options = BuildOptions(gate_images=60, keras_prediction_images=1000)
+    return build_bundle(trained_model_dir, test_overlays, tmp_path_factory.mktemp("work"), options, test_split)

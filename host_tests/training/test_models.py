@@ -1,0 +1,68 @@
+"""Every registered model builds and runs; the quantization convention maps to QKeras correctly."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from training.keras_compat import keras  # noqa: F401  (first: prepares tf-keras for QKeras)
+from training.models import UnknownModelError, create_model, list_models
+from training.quant import QuantSpec, QuantSpecError
+
+
+@pytest.mark.parametrize("name", list_models())
+@pytest.mark.parametrize("quant", [None, "<8,3>"], ids=["float", "q8_3"])
+def test_every_registered_model_builds_and_runs(name, quant):
+    model = create_model(name, quant=quant)
+    depth = int(name.removeprefix("resnet"))
+    convs = [l for l in model.layers if "conv" in type(l).__name__.lower()]
+    # He et al.: 6k+2 layers with weights = 6k convs in blocks + stem + dense; plus the two projection shortcuts.
+    assert len(convs) == depth - 1 + 2
+    out = model(np.zeros((2, 32, 32, 3), np.float32))
+    assert out.shape == (2, 10)
+
+
+def test_removing_skips_removes_add_layers():
+    full, none = create_model("resnet20"), create_model("resnet20", skips="none")
+    adds = lambda m: [l for l in m.layers if type(l).__name__ == "Add"]  # noqa: E731
+    assert len(adds(full)) == 9 and len(adds(none)) == 0
+    partial = create_model("resnet20", skips=[True, False] * 4 + [True])
+    assert len(adds(partial)) == 5
+
+
+def test_unknown_model_is_refused_with_the_list():
+    with pytest.raises(UnknownModelError, match="resnet20"):
+        create_model("resnet21")
+
+
+def test_wrong_number_of_skip_flags_is_refused():
+    with pytest.raises(ValueError, match="9 residual blocks"):
+        create_model("resnet20", skips=[True] * 3)
+
+
+@pytest.mark.parametrize(
+    ("text", "total", "integer", "qkeras_integer"),
+    [("<8,3>", 8, 3, 2), ("8,3", 8, 3, 2), ("ap_fixed<16,6>", 16, 6, 5), ("<2,1>", 2, 1, 0)],
+)
+def test_quant_convention_counts_the_sign_and_maps_to_qkeras(text, total, integer, qkeras_integer):
+    spec = QuantSpec.parse(text)
+    assert (spec.total_bits, spec.integer_bits) == (total, integer)
+    q = spec.weight_quantizer()
+    # QKeras does not count the sign bit among the integer bits.
+    assert (q.bits, q.integer, q.keep_negative) == (total, qkeras_integer, True)
+    assert spec.hls_weight_type() == f"ap_fixed<{total},{integer}>"
+
+
+def test_qkeras_weight_quantizer_hits_the_ap_fixed_grid():
+    spec = QuantSpec(8, 3)
+    values = np.linspace(-5, 5, 1001).astype(np.float32)
+    q = spec.weight_quantizer()(values).numpy()
+    step = 2.0**-spec.frac_bits
+    assert np.allclose(q / step, np.round(q / step))  # on the 2^-5 grid
+    assert q.min() >= -4.0 and q.max() <= 4.0 - step
+
+
+@pytest.mark.parametrize("text", ["<1,1>", "<8,0>", "<8,9>", "<40,8>", "eight", "<8.5,3>"])
+def test_unrepresentable_quant_specs_are_refused(text):
+    with pytest.raises(QuantSpecError):
+        QuantSpec.parse(text)

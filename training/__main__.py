@@ -1,0 +1,69 @@
+"""Command line: ``python -m training train|list-models ...``."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+
+from board.errors import BoardError
+
+
+def _skips(text: str) -> str | tuple[bool, ...]:
+    if text in ("all", "none"):
+        return text
+    if set(text) <= {"0", "1"}:
+        return tuple(c == "1" for c in text)
+    raise argparse.ArgumentTypeError(f"--skips takes 'all', 'none' or a 0/1 string per block, got {text!r}")
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point; returns the process exit code."""
+    parser = argparse.ArgumentParser(prog="python -m training", description=__doc__)
+    sub = parser.add_subparsers(dest="command", required=True)
+    sub.add_parser("list-models", help="print the registered model names")
+    tr = sub.add_parser("train", help="train one model and write it to --out")
+    tr.add_argument("--model", default="resnet8")
+    tr.add_argument("--quant", default="<8,3>", help="'<total,integer>' (sign counted as ap_fixed does) or 'float'")
+    tr.add_argument("--skips", type=_skips, default="all", help="'all', 'none' or e.g. 101 (one flag per block)")
+    tr.add_argument("--epochs", type=int, default=12)
+    tr.add_argument("--batch-size", type=int, default=128)
+    tr.add_argument("--lr", type=float, default=0.1, help="peak learning rate")
+    tr.add_argument("--seed", type=int, default=0)
+    tr.add_argument("--train-limit", type=int, default=0, help="use only the first N training images (0 = all)")
+    tr.add_argument("--test-limit", type=int, default=0, help="evaluate on the first N test images (0 = all)")
+    tr.add_argument("--out", required=True, help="output folder (model.h5, config.json, metrics.json)")
+    args = parser.parse_args(argv)
+    # Our progress at INFO; other libraries (QKeras, tf2onnx) only when they warn.
+    logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(name)s: %(message)s", datefmt="%H:%M:%S")
+    logging.getLogger("training").setLevel(logging.INFO)
+
+    # Imported late: TensorFlow takes seconds to import and `--help` should not wait for it.
+    from training.models import UnknownModelError, list_models
+    from training.quant import QuantSpecError
+
+    if args.command == "list-models":
+        print("\n".join(list_models()))
+        return 0
+    from training.train import TrainConfig, train
+
+    try:
+        cfg = TrainConfig(
+            model=args.model, quant=None if args.quant == "float" else args.quant, skips=args.skips,
+            epochs=args.epochs, batch_size=args.batch_size, lr_peak=args.lr, seed=args.seed,
+            train_limit=args.train_limit, test_limit=args.test_limit,
+        )  # fmt: skip
+        result = train(cfg, args.out)
+    except (BoardError, UnknownModelError, QuantSpecError, ValueError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("interrupted; nothing was written over a finished model", file=sys.stderr)
+        return 130
+    print(json.dumps({"model_id": result.model_id, "test_top1": result.test_top1_final}, indent=2))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
