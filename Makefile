@@ -76,7 +76,7 @@ demo: env bench
 TEST_OVERLAYS := $(CURDIR)/build/test-overlays
 test: env
 	$(HOST_PY) -m pytest host_tests --ignore=host_tests/board -m "not slow and not vivado and not board and not gpu" --test-overlays $(TEST_OVERLAYS)
-	$(BOARD_PY) -m pytest host_tests/board -m "not slow and not vivado and not board and not gpu" --test-overlays $(TEST_OVERLAYS)
+	REQUIRE_TEST_BUNDLE=1 $(BOARD_PY) -m pytest host_tests/board -m "not slow and not vivado and not board and not gpu" --test-overlays $(TEST_OVERLAYS)
 
 test-slow: env
 	$(HOST_PY) -m pytest host_tests --ignore=host_tests/board -m "slow and not vivado and not board and not gpu" --test-overlays $(TEST_OVERLAYS)

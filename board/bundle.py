@@ -111,7 +111,9 @@ class Manifest:
         data = dict(data)
         version = data.get("schema_version")
         if version != SCHEMA_VERSION:
-            raise BundleError(f"manifest schema_version {version!r} is not supported (this runtime reads {SCHEMA_VERSION})")
+            raise BundleError(
+                f"manifest schema_version {version!r} is not supported (this runtime reads {SCHEMA_VERSION})"
+            )
         data.pop("has_bitstream", None)
         known = set(cls.__dataclass_fields__)
         unknown = set(data) - known
@@ -213,7 +215,8 @@ def load_bundle(root: str | os.PathLike, board: str | None = None, verify: bool 
         raise BundleError(f"{root}: bundle is built for {manifest.board}, but this is a {board}")
     if manifest.bitstream and manifest.hwh and Path(manifest.bitstream).stem != Path(manifest.hwh).stem:
         raise BundleError(
-            f"{root}: {manifest.bitstream} and {manifest.hwh} do not share a stem; PYNQ finds the .hwh by the .bit's name"
+            f"{root}: {manifest.bitstream} and {manifest.hwh} do not share a stem; "
+            "PYNQ finds the .hwh by the .bit's name"
         )
     if verify:
         problems = []

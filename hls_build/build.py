@@ -209,7 +209,9 @@ def build_bundle(
         elif p.exists():
             p.unlink()
 
-    train_metrics = json.loads((model_dir / "metrics.json").read_text()) if (model_dir / "metrics.json").is_file() else {}
+    train_metrics = (
+        json.loads((model_dir / "metrics.json").read_text()) if (model_dir / "metrics.json").is_file() else {}
+    )
     manifest = Manifest(
         model_id=model_id,
         board=settings.board,

@@ -1,8 +1,8 @@
 """The hls4ml configuration of a CIFAR ResNet, built in exactly one function.
 
-Precisions follow the QKeras quantizers wherever hls4ml can infer them (``auto``: weights from the quantizer, convolution
-accumulators and results, Add results, ReLU outputs from ``quantized_relu``). Where hls4ml would fall back to its
-16-bit default and lose bits or wrap, the types are set here, each with its reason:
+Precisions follow the QKeras quantizers wherever hls4ml can infer them (``auto``: weights from the quantizer,
+convolution accumulators and results, Add results, ReLU outputs from ``quantized_relu``). Where hls4ml would fall
+back to its 16-bit default and lose bits or wrap, the types are set here, each with its reason:
 
 * the input is ``ap_ufixed<8,0>``: a uint8 pixel / 256, exact (see ``training.data``);
 * BatchNormalization scale/bias/result are wide: unfolded BN with 16-bit defaults differs from Keras by 1 LSB;

@@ -101,7 +101,9 @@ def compile_library(
     """
     cxx = shutil.which(os.environ.get("CXX", "g++"))
     if cxx is None:
-        raise ToolMissingError("g++ is needed to compile the hls4ml C-simulation; install a C++ compiler (apt install g++)")
+        raise ToolMissingError(
+            "g++ is needed to compile the hls4ml C-simulation; install a C++ compiler (apt install g++)"
+        )
     project_dir, out_dir = Path(project_dir).resolve(), Path(out_dir).resolve()
     out_dir.mkdir(parents=True, exist_ok=True)
     build = Path(build_dir).resolve() if build_dir else project_dir / "csim_build"
@@ -109,7 +111,8 @@ def compile_library(
     (build / "weights_dir.h").write_text(_WEIGHTS_DIR_HEADER)
     (build / "weights_dir.cpp").write_text(_WEIGHTS_DIR_SOURCE)
     flags = ["-O3", "-fPIC", "-std=c++14", "-fno-gnu-unique", f"-I{project_dir / 'firmware' / 'ap_types'}",
-             f"-I{project_dir}", "-include", str(build / "weights_dir.h"), "-DWEIGHTS_DIR=hls4ml_csim_weights_dir()"]  # fmt: skip
+             f"-I{project_dir}", "-include", str(build / "weights_dir.h"),
+             "-DWEIGHTS_DIR=hls4ml_csim_weights_dir()"]  # fmt: skip
     sources = [
         project_dir / "firmware" / f"{project_name}.cpp",
         project_dir / "firmware" / f"{project_name}_axi.cpp",
@@ -127,7 +130,9 @@ def compile_library(
             for proc, s in procs:
                 _, err = proc.communicate()
                 if proc.returncode:
-                    errors.append(f"{s.name}:\n" + "\n".join(line for line in err.splitlines() if "error" in line)[:2000])
+                    errors.append(
+                        f"{s.name}:\n" + "\n".join(line for line in err.splitlines() if "error" in line)[:2000]
+                    )
             procs = []
     if errors:
         raise CSimBuildError("C-simulation compile failed:\n" + "\n".join(errors))

@@ -27,7 +27,21 @@ def main(argv: list[str] | None = None) -> int:
     tr.add_argument("--model", default="resnet8")
     tr.add_argument("--quant", default="<8,3>", help="'<total,integer>' (sign counted as ap_fixed does) or 'float'")
     tr.add_argument("--skips", type=_skips, default="all", help="'all', 'none' or e.g. 101 (one flag per block)")
-    tr.add_argument("--epochs", type=int, default=12)
+    tr.add_argument("--epochs", type=int, default=12, help="epochs (0 with --recipe he: its 164)")
+    tr.add_argument("--recipe", choices=["short", "he"], default="short")
+    tr.add_argument("--method", choices=["plain", "kd", "skip_remover", "skip_shortener"], default="plain")
+    tr.add_argument("--teacher", help="teacher model.h5 (kd, skip_remover, skip_shortener)")
+    tr.add_argument(
+        "--kd-loss",
+        choices=["hinton", "tailor", "ce"],
+        default=None,
+        help="default: hinton for kd, tailor for the skip methods",
+    )
+    tr.add_argument("--kd-temperature", type=float, default=4.0)
+    tr.add_argument("--kd-alpha", type=float, default=0.9)
+    tr.add_argument("--init-from-teacher", action="store_true", help="start the student from the teacher's weights")
+    tr.add_argument("--skip-every", type=int, default=3, help="epochs between two skip removals/shortenings")
+    tr.add_argument("--restart", action="store_true", help="ignore checkpoints of an earlier run in --out")
     tr.add_argument("--batch-size", type=int, default=128)
     tr.add_argument("--lr", type=float, default=0.1, help="peak learning rate")
     tr.add_argument("--seed", type=int, default=0)
@@ -46,20 +60,23 @@ def main(argv: list[str] | None = None) -> int:
     if args.command == "list-models":
         print("\n".join(list_models()))
         return 0
-    from training.train import TrainConfig, train
+    from training.train import ConfigMismatchError, TrainConfig, train
 
     try:
         cfg = TrainConfig(
             model=args.model, quant=None if args.quant == "float" else args.quant, skips=args.skips,
-            epochs=args.epochs, batch_size=args.batch_size, lr_peak=args.lr, seed=args.seed,
-            train_limit=args.train_limit, test_limit=args.test_limit,
+            epochs=args.epochs, batch_size=args.batch_size, lr_peak=args.lr, seed=args.seed, recipe=args.recipe,
+            method=args.method, teacher=args.teacher,
+            kd_loss=args.kd_loss or ("tailor" if args.method.startswith("skip") else "hinton"),
+            kd_temperature=args.kd_temperature, kd_alpha=args.kd_alpha, init_from_teacher=args.init_from_teacher,
+            skip_every_epochs=args.skip_every, train_limit=args.train_limit, test_limit=args.test_limit,
         )  # fmt: skip
-        result = train(cfg, args.out)
-    except (BoardError, UnknownModelError, QuantSpecError, ValueError) as exc:
+        result = train(cfg, args.out, restart=args.restart)
+    except (BoardError, UnknownModelError, QuantSpecError, ConfigMismatchError, ValueError, OSError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
-        print("interrupted; nothing was written over a finished model", file=sys.stderr)
+        print("interrupted; run the same command again to resume from the last checkpoint", file=sys.stderr)
         return 130
     print(json.dumps({"model_id": result.model_id, "test_top1": result.test_top1_final}, indent=2))
     return 0

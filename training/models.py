@@ -7,8 +7,24 @@ logits (softmax is applied on the host, so the hardware returns exact logits).
 Shortcuts use He et al.'s option B: identity where shapes match, a 1x1 stride-2 convolution + BatchNorm where a
 block halves the resolution (hls4ml maps this directly; option A's channel zero-padding has no hls4ml layer).
 
+Each residual block's skip is in one of three modes:
+
+* ``long``: He et al.'s skip around both convolutions, ``relu(bn2(conv2(h)) + P(x))``;
+* ``short``: the variant Tailor's SkipShortener trains towards, one skip around each convolution,
+  ``h = relu(bn1(conv1(x)) + P(x))``, ``relu(bn2(conv2(h)) + h)``: each skip spans one layer, so the hardware
+  buffers far less of the shortcut stream;
+* ``none``: no skip.
+
+``P`` is the identity, or the 1x1 projection where the block halves the resolution; both modes use the same
+projection layer (``conv1`` has the stride, so its output and ``P(x)`` have the same shape in both places).
+
+A *gated* model carries every path of every block, each multiplied by a non-trainable 0/1 gate
+(:class:`SkipGate`): SkipRemover and SkipShortener flip gates during one training run without rebuilding the
+model, so the optimizer state carries on. :func:`export_clean` turns it into the equivalent model without gates
+(equal outputs), which is what hls_build converts.
+
 Layer names are stable (``s2b1_conv1``, ``s2b1_proj_conv``, ``logits``...) because hls_build configures
-precisions per layer name.
+precisions per layer name, and weights move between gated and clean models by name.
 """
 
 from __future__ import annotations
@@ -16,13 +32,16 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
-from training.keras_compat import keras
+import numpy as np
+
+from training.keras_compat import keras, tf
 from training.quant import QuantSpec
 
 DEPTHS = (8, 20, 32, 44, 56, 110)
 STAGE_FILTERS = (16, 32, 64)
 NUM_CLASSES = 10
 INPUT_SHAPE = (32, 32, 3)
+SKIP_MODES = ("long", "short", "none")
 
 
 class UnknownModelError(KeyError):
@@ -38,19 +57,19 @@ class ResNetConfig:
 
     Attributes:
         depth: n in ResNet-n; one of ``DEPTHS``.
-        skips: one bool per residual block (input end first); False removes that block's skip connection.
+        skips: one mode per residual block, input end first: ``long``, ``short`` or ``none`` (see the module doc).
         quant: fixed-point spec for weights, biases and activations, or None for a float model.
         weight_decay: L2 factor on conv and dense kernels (Keras adds ``weight_decay * sum(w^2)`` to the loss).
     """
 
     depth: int
-    skips: tuple[bool, ...]
+    skips: tuple[str, ...]
     quant: QuantSpec | None = None
     weight_decay: float = 5e-5
 
     @property
     def blocks_per_stage(self) -> int:
-        """k = (n - 2) / 6 basic blocks in each of the three stages."""
+        """K = (n - 2) / 6 basic blocks in each of the three stages."""
         return (self.depth - 2) // 6
 
     @property
@@ -59,16 +78,58 @@ class ResNetConfig:
         return 3 * self.blocks_per_stage
 
 
-def _resolve_skips(depth: int, skips: str | Sequence[bool]) -> tuple[bool, ...]:
+def resolve_skips(depth: int, skips: str | Sequence[bool | str]) -> tuple[str, ...]:
+    """Normalise ``"all"``/``"none"``/``"short"`` or one bool or mode per block into a tuple of modes."""
     n_blocks = 3 * ((depth - 2) // 6)
     if isinstance(skips, str):
-        if skips not in ("all", "none"):
-            raise ValueError(f"skips must be 'all', 'none' or a sequence of {n_blocks} bools, got {skips!r}")
-        return (skips == "all",) * n_blocks
-    flags = tuple(bool(s) for s in skips)
-    if len(flags) != n_blocks:
-        raise ValueError(f"ResNet{depth} has {n_blocks} residual blocks; got {len(flags)} skip flags")
-    return flags
+        named = {"all": "long", "long": "long", "none": "none", "short": "short"}
+        if skips not in named:
+            raise ValueError(
+                f"skips must be 'all', 'none', 'short' or a sequence of {n_blocks} modes/bools, got {skips!r}"
+            )
+        return (named[skips],) * n_blocks
+    modes = []
+    for s in skips:
+        if isinstance(s, (bool, np.bool_)):
+            modes.append("long" if s else "none")
+        elif s in SKIP_MODES:
+            modes.append(s)
+        else:
+            raise ValueError(f"unknown skip mode {s!r}; use one of {SKIP_MODES} or a bool")
+    if len(modes) != n_blocks:
+        raise ValueError(f"ResNet{depth} has {n_blocks} residual blocks; got {len(modes)} skip flags")
+    return tuple(modes)
+
+
+def skips_tag(skips: Sequence[str]) -> str:
+    """Compact id of a skip pattern: ``""`` for all long, ``_noskip``, ``_short`` or one letter per block (L/S/N)."""
+    if all(m == "long" for m in skips):
+        return ""
+    if all(m == "none" for m in skips):
+        return "_noskip"
+    if all(m == "short" for m in skips):
+        return "_short"
+    return "_skips" + "".join(m[0].upper() for m in skips)
+
+
+class SkipGate(keras.layers.Layer):
+    """Multiplies a skip path by a non-trainable 0/1 gate; flipping it changes the topology without a rebuild."""
+
+    def __init__(self, initial: float = 1.0, **kwargs):
+        super().__init__(**kwargs)
+        self.initial = float(initial)
+
+    def build(self, input_shape):
+        self.gate = self.add_weight(
+            name="gate", shape=(), initializer=keras.initializers.Constant(self.initial), trainable=False
+        )
+        super().build(input_shape)
+
+    def call(self, inputs):
+        return inputs * tf.cast(self.gate, inputs.dtype)
+
+    def get_config(self):
+        return {**super().get_config(), "initial": self.initial}
 
 
 def _layers(cfg: ResNetConfig):
@@ -113,10 +174,22 @@ def _layers(cfg: ResNetConfig):
     return qconv, qrelu, qdense
 
 
-def build_resnet(cfg: ResNetConfig, name: str | None = None) -> keras.Model:
-    """Build the Keras model for ``cfg``. Input: ``image`` (N, 32, 32, 3) scaled pixels; output: logits (N, 10)."""
+def _gates_for(mode: str) -> dict[str, float]:
+    return {"long": float(mode == "long"), "short1": float(mode == "short"), "short2": float(mode == "short")}
+
+
+def build_resnet(cfg: ResNetConfig, name: str | None = None, gated: bool = False) -> keras.Model:
+    """Build the Keras model for ``cfg``. Input: ``image`` (N, 32, 32, 3) scaled pixels; output: logits (N, 10).
+
+    Args:
+        cfg: the architecture.
+        name: Keras model name (default ``resnet<depth>``).
+        gated: build every skip path of every block behind a :class:`SkipGate` (``<block>_gate_long``,
+            ``_gate_short1``, ``_gate_short2``), set from ``cfg.skips``; see :func:`set_skip_modes`.
+    """
     conv, relu, dense = _layers(cfg)
     bn = keras.layers.BatchNormalization
+    add = keras.layers.Add
     # An Input layer literally named "input" is refused by hls4ml.
     inputs = keras.Input(shape=INPUT_SHAPE, name="image")
     x = conv(STAGE_FILTERS[0], 3, 1, "stem_conv")(inputs)
@@ -126,23 +199,127 @@ def build_resnet(cfg: ResNetConfig, name: str | None = None) -> keras.Model:
     for stage, filters in enumerate(STAGE_FILTERS, start=1):
         for b in range(1, cfg.blocks_per_stage + 1):
             p = f"s{stage}b{b}"
+            mode = cfg.skips[block]
             strides = 2 if (stage > 1 and b == 1) else 1
+            shortcut = x
+            if strides != 1 and (gated or mode != "none"):
+                shortcut = conv(filters, 1, strides, f"{p}_proj_conv")(x)
+                shortcut = bn(name=f"{p}_proj_bn")(shortcut)
+            gates = _gates_for(mode)
             y = conv(filters, 3, strides, f"{p}_conv1")(x)
             y = bn(name=f"{p}_bn1")(y)
-            y = relu(f"{p}_relu1")(y)
-            y = conv(filters, 3, 1, f"{p}_conv2")(y)
+            if gated:
+                y = add(name=f"{p}_add1")([y, SkipGate(gates["short1"], name=f"{p}_gate_short1")(shortcut)])
+            elif mode == "short":
+                y = add(name=f"{p}_add1")([y, shortcut])
+            h = relu(f"{p}_relu1")(y)
+            y = conv(filters, 3, 1, f"{p}_conv2")(h)
             y = bn(name=f"{p}_bn2")(y)
-            if cfg.skips[block]:
-                shortcut = x
-                if strides != 1:
-                    shortcut = conv(filters, 1, strides, f"{p}_proj_conv")(x)
-                    shortcut = bn(name=f"{p}_proj_bn")(shortcut)
-                y = keras.layers.Add(name=f"{p}_add")([y, shortcut])
+            if gated:
+                long_path = SkipGate(gates["long"], name=f"{p}_gate_long")(shortcut)
+                short_path = SkipGate(gates["short2"], name=f"{p}_gate_short2")(h)
+                y = add(name=f"{p}_add")([y, long_path, short_path])
+            elif mode == "long":
+                y = add(name=f"{p}_add")([y, shortcut])
+            elif mode == "short":
+                y = add(name=f"{p}_add")([y, h])
             x = relu(f"{p}_relu2")(y)
             block += 1
     x = keras.layers.GlobalAveragePooling2D(name="gap")(x)
     outputs = dense(NUM_CLASSES, "logits")(x)
     return keras.Model(inputs, outputs, name=name or f"resnet{cfg.depth}")
+
+
+def block_names(depth: int) -> list[str]:
+    """Residual block prefixes, input end first (``s1b1``, ``s1b2``, ...)."""
+    k = (depth - 2) // 6
+    return [f"s{stage}b{b}" for stage in (1, 2, 3) for b in range(1, k + 1)]
+
+
+def get_skip_modes(model: keras.Model) -> tuple[str, ...]:
+    """Read the current mode of every block of a gated model from its gates.
+
+    Raises:
+        ValueError: the model has no gates, or a block's gates mix modes (e.g. long and short both on).
+    """
+    depth = depth_of_model(model)
+    modes = []
+    for p in block_names(depth):
+        try:
+            g = {k: float(model.get_layer(f"{p}_gate_{k}").gate.numpy()) for k in ("long", "short1", "short2")}
+        except ValueError as exc:
+            raise ValueError(f"{model.name} is not a gated model (no gates for block {p})") from exc
+        for mode in SKIP_MODES:
+            if g == _gates_for(mode):
+                modes.append(mode)
+                break
+        else:
+            raise ValueError(f"block {p} has gates {g}, which is no single skip mode")
+    return tuple(modes)
+
+
+def set_skip_modes(model: keras.Model, modes: Sequence[str]) -> None:
+    """Set the gates of a gated model to ``modes`` (one per block); takes effect at the next step, no rebuild."""
+    names = block_names(depth_of_model(model))
+    if len(modes) != len(names):
+        raise ValueError(f"{model.name} has {len(names)} blocks; got {len(modes)} modes")
+    for p, mode in zip(names, modes):
+        for k, v in _gates_for(mode).items():
+            model.get_layer(f"{p}_gate_{k}").gate.assign(v)
+
+
+def depth_of_model(model: keras.Model) -> int:
+    """N of a ResNet-n built here (counted from its ``*_conv2`` layers)."""
+    n_blocks = len([lyr for lyr in model.layers if lyr.name.endswith("_conv2")])
+    return 6 * (n_blocks // 3) + 2
+
+
+def copy_weights_by_name(source: keras.Model, target: keras.Model, skip: Sequence[str] = ()) -> int:
+    """Copy every layer's weights from ``source`` into the same-named layer of ``target``, verified.
+
+    Args:
+        source: model to copy from.
+        target: model to copy into.
+        skip: substrings of ``target`` layer names that are left alone (e.g. ``_gate_`` of a gated student).
+
+    Returns:
+        Number of layers whose weights were copied.
+
+    Raises:
+        ValueError: a weighted layer of ``target`` has no counterpart in ``source``, or shapes differ; a silent
+            partial load is exactly the failure this refuses.
+    """
+    copied = 0
+    src = {lyr.name: lyr for lyr in source.layers}
+    for layer in target.layers:
+        weights = layer.get_weights()
+        if not weights or any(part in layer.name for part in skip):
+            continue
+        if layer.name not in src:
+            raise ValueError(f"layer {layer.name!r} of {target.name} has no counterpart in {source.name}")
+        values = src[layer.name].get_weights()
+        if [w.shape for w in values] != [w.shape for w in weights]:
+            raise ValueError(
+                f"layer {layer.name!r}: shapes {[w.shape for w in values]} != {[w.shape for w in weights]}"
+            )
+        layer.set_weights(values)
+        copied += 1
+    return copied
+
+
+def export_clean(gated: keras.Model, quant: QuantSpec | None, weight_decay: float = 5e-5) -> keras.Model:
+    """The model without gates that computes what ``gated`` computes with its current gates (for hls4ml).
+
+    Args:
+        gated: a model built with ``gated=True``.
+        quant: its quantization spec (None for float).
+        weight_decay: L2 factor to build the clean model with.
+    """
+    modes = get_skip_modes(gated)
+    cfg = ResNetConfig(depth_of_model(gated), modes, quant, weight_decay)
+    clean = build_resnet(cfg, name=gated.name)
+    copy_weights_by_name(gated, clean)
+    return clean
 
 
 _REGISTRY: dict[str, Callable[..., keras.Model]] = {}
@@ -154,21 +331,38 @@ def register_model(fn: Callable[..., keras.Model]) -> Callable[..., keras.Model]
     return fn
 
 
+def depth_of_name(name: str) -> int:
+    """``resnet20`` -> 20.
+
+    Raises:
+        UnknownModelError: not a registered name.
+    """
+    if name not in _REGISTRY:
+        raise UnknownModelError(f"unknown model {name!r}; available: {', '.join(list_models())}")
+    return int(name.removeprefix("resnet"))
+
+
 def list_models() -> list[str]:
     """Names accepted by :func:`create_model`."""
     return sorted(_REGISTRY, key=lambda n: int(n.removeprefix("resnet")))
 
 
 def create_model(
-    name: str, quant: QuantSpec | str | None = None, skips: str | Sequence[bool] = "all", weight_decay: float = 5e-5
+    name: str,
+    quant: QuantSpec | str | None = None,
+    skips: str | Sequence[bool | str] = "all",
+    weight_decay: float = 5e-5,
+    gated: bool = False,
 ) -> keras.Model:
     """Create a registered model.
 
     Args:
         name: e.g. ``resnet20``; see :func:`list_models`.
         quant: fixed-point spec (``QuantSpec`` or ``"<8,3>"``) for weights and activations; None for float.
-        skips: ``"all"``, ``"none"`` or one bool per residual block, input end first.
+        skips: ``"all"`` (long skips), ``"none"``, ``"short"``, or one mode (``long``/``short``/``none``) or bool
+            per residual block, input end first.
         weight_decay: L2 factor on kernels.
+        gated: build the gated model (every skip path behind a 0/1 gate) for SkipRemover / SkipShortener.
 
     Raises:
         UnknownModelError: ``name`` is not registered.
@@ -178,13 +372,18 @@ def create_model(
         raise UnknownModelError(f"unknown model {name!r}; available: {', '.join(list_models())}")
     if isinstance(quant, str):
         quant = QuantSpec.parse(quant)
-    return _REGISTRY[name](quant=quant, skips=skips, weight_decay=weight_decay)
+    return _REGISTRY[name](quant=quant, skips=skips, weight_decay=weight_decay, gated=gated)
 
 
 def _make_factory(depth: int) -> Callable[..., keras.Model]:
-    def factory(quant: QuantSpec | None = None, skips: str | Sequence[bool] = "all", weight_decay: float = 5e-5):
-        cfg = ResNetConfig(depth, _resolve_skips(depth, skips), quant, weight_decay)
-        return build_resnet(cfg, name=f"resnet{depth}")
+    def factory(
+        quant: QuantSpec | None = None,
+        skips: str | Sequence[bool | str] = "all",
+        weight_decay: float = 5e-5,
+        gated: bool = False,
+    ):
+        cfg = ResNetConfig(depth, resolve_skips(depth, skips), quant, weight_decay)
+        return build_resnet(cfg, name=f"resnet{depth}", gated=gated)
 
     factory.__name__ = f"resnet{depth}"
     factory.__doc__ = f"CIFAR ResNet-{depth} ({(depth - 2) // 2} conv layers in blocks); see :func:`build_resnet`."

@@ -69,8 +69,8 @@ def test_a_failed_gate_keeps_the_previous_bundle(bundle_dir, trained_model_dir, 
     overlays = bundle_dir.parent.parent
     # No fixed-point design agrees 100.1 % of the time: the gate must refuse and leave the good bundle alone.
     with pytest.raises(BuildError, match="gate"):
-        build_bundle(trained_model_dir, overlays, tmp_path, BuildOptions(gate_images=5, min_agreement=1.001,
-                                                                         keras_prediction_images=10), test_split)  # fmt: skip
+        options = BuildOptions(gate_images=5, min_agreement=1.001, keras_prediction_images=10)
+        build_bundle(trained_model_dir, overlays, tmp_path, options, test_split)
     assert (bundle_dir / "manifest.json").read_text() == before
     load_bundle(bundle_dir)
 
@@ -106,6 +106,6 @@ def test_cli_reports_bad_input_without_a_traceback(tmp_path):
     # TensorFlow's C++ start-up lines may come first; the last line is ours, one line, no traceback.
     assert res.stderr.splitlines()[-1].startswith("error:") and "no trained model" in res.stderr
     assert "Traceback" not in res.stderr
-    res = subprocess.run([sys.executable, "-m", "hls_build", "bundle", "--model-dir", str(tmp_path), "--board", "vc707"],
-                         capture_output=True, text=True)  # fmt: skip
+    cmd = [sys.executable, "-m", "hls_build", "bundle", "--model-dir", str(tmp_path), "--board", "vc707"]
+    res = subprocess.run(cmd, capture_output=True, text=True)
     assert res.returncode == 2 and "unknown board" in res.stderr

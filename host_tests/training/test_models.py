@@ -15,7 +15,7 @@ from training.quant import QuantSpec, QuantSpecError
 def test_every_registered_model_builds_and_runs(name, quant):
     model = create_model(name, quant=quant)
     depth = int(name.removeprefix("resnet"))
-    convs = [l for l in model.layers if "conv" in type(l).__name__.lower()]
+    convs = [lyr for lyr in model.layers if "conv" in type(lyr).__name__.lower()]
     # He et al.: 6k+2 layers with weights = 6k convs in blocks + stem + dense; plus the two projection shortcuts.
     assert len(convs) == depth - 1 + 2
     out = model(np.zeros((2, 32, 32, 3), np.float32))
@@ -24,7 +24,7 @@ def test_every_registered_model_builds_and_runs(name, quant):
 
 def test_removing_skips_removes_add_layers():
     full, none = create_model("resnet20"), create_model("resnet20", skips="none")
-    adds = lambda m: [l for l in m.layers if type(l).__name__ == "Add"]  # noqa: E731
+    adds = lambda m: [lyr for lyr in m.layers if type(lyr).__name__ == "Add"]  # noqa: E731
     assert len(adds(full)) == 9 and len(adds(none)) == 0
     partial = create_model("resnet20", skips=[True, False] * 4 + [True])
     assert len(adds(partial)) == 5

@@ -1,0 +1,133 @@
+"""``python -m board``: bench, list, validate; one-line errors with exit status 2; Ctrl-C exits 130."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+from board_toys import ROOT, toy_raw
+
+from board.__main__ import main
+
+
+def test_validate_bad_path_exit_2(tmp_path, capsys):
+    assert main(["validate", str(tmp_path / "nope")]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: ") and "no manifest" in err and "Traceback" not in err
+
+
+def test_validate_subprocess_exit_2(tmp_path):
+    proc = subprocess.run(
+        [sys.executable, "-m", "board", "validate", str(tmp_path / "nope")],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert proc.returncode == 2
+    assert proc.stderr.strip().splitlines() == [proc.stderr.strip()]  # one line
+    assert proc.stderr.startswith("error: ")
+
+
+def test_validate_ok_and_modified(make_bundle, capsys):
+    bundle = make_bundle()
+    assert main(["validate", str(bundle)]) == 0
+    assert capsys.readouterr().out.startswith("OK ")
+    (bundle / "reference.onnx").write_bytes(b"tampered")
+    assert main(["validate", str(bundle)]) == 2
+    assert "modified reference.onnx" in capsys.readouterr().err
+
+
+def test_list(make_bundle, tmp_path, capsys):
+    make_bundle("toy_a")
+    make_bundle("toy_b")
+    broken = tmp_path / "overlays" / "zcu104" / "broken"
+    broken.mkdir(parents=True)
+    (broken / "manifest.json").write_text("{")
+    assert main(["list", "--root", str(tmp_path / "overlays")]) == 0
+    out = capsys.readouterr().out.splitlines()
+    assert out[0].split()[:4] == ["board", "model_id", "emulated", "has_bitstream"]
+    assert out[1].split()[:4] == ["pynq-z2", "toy_a", "true", "false"]
+    assert out[2].split()[:2] == ["pynq-z2", "toy_b"]
+    assert "unreadable" in out[3]
+    assert main(["list", "--root", str(tmp_path / "none")]) == 2
+
+
+def test_keyboard_interrupt_exit_130(monkeypatch, capsys):
+    import board.__main__ as cli
+
+    def interrupted(path):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(cli, "load_bundle", interrupted)
+    assert main(["validate", "x"]) == 130
+    assert "interrupted" in capsys.readouterr().err
+
+
+def test_bench_bad_bundle_exit_2(tmp_path, capsys):
+    assert main(["bench", "--bundle", str(tmp_path / "nope"), "-n", "5"]) == 2
+    assert capsys.readouterr().err.startswith("error: ")
+
+
+def test_bench_end_to_end(make_bundle, cifar10_dir, tmp_path, capsys):
+    pytest.importorskip("pynq")
+    pytest.importorskip("onnxruntime")
+    from board.cifar10 import load_split
+
+    test = load_split("test", directory=cifar10_dir).head(50)
+    keras = np.argmax(toy_raw(test.images.reshape(50, -1)), axis=1)[:40]
+    keras[:2] = (keras[:2] + 1) % 10  # two disagreements out of 40
+    bundle = make_bundle(keras_predictions=keras, metrics={"keras_top1": 0.1234, "keras_top1_images": 1000})
+    out = tmp_path / "report"
+    rc = main(
+        [
+            "-q",
+            "bench",
+            "--bundle",
+            str(bundle),
+            "-n",
+            "50",
+            "--batch-size",
+            "20",
+            "--out",
+            str(out),
+            "--cifar10-dir",
+            str(cifar10_dir),
+        ]
+    )
+    assert rc == 0
+    stdout = capsys.readouterr().out
+    assert "HOST EMULATION" in stdout and "NOT board timings" in stdout
+    report = json.loads((out / "report.json").read_text())
+    assert (out / "report.md").read_text() == stdout
+    assert report["images"] == 50 and report["emulated"] is True
+    acc, agr = report["accuracy"], report["agreement"]
+    assert acc["fpga_top1"] == acc["onnx_top1"]
+    assert acc["keras_top1_manifest"] == 0.1234 and acc["keras_top1_manifest_images"] == 1000
+    assert acc["keras_same_images_count"] == 40
+    assert agr["fpga_vs_onnx"]["agreement"] == 1.0 and agr["fpga_vs_onnx"]["max_abs_logit_diff"] == 0.0
+    assert agr["fpga_vs_keras"] == {"images": 40, "agreement": 38 / 40}
+    fpga = report["timing"]["fpga"]
+    assert fpga["batches"] == 3 and fpga["images"] == 50 and fpga["images_per_s"] > 0
+    assert report["timing"]["onnx"]["images"] == 50
+    assert report["bundle"]["tool_versions"] == {"hls4ml": "toy"}
+    assert set(report["environment"]) >= {"python", "numpy", "pynq", "onnxruntime", "machine"}
+    assert any("first 40 of the 50" in note for note in report["notes"])
+
+
+def test_benchmark_without_onnxruntime(make_bundle, images, monkeypatch):
+    pytest.importorskip("pynq")
+    from board.bench import benchmark, render_markdown
+    from board.bundle import load_bundle
+
+    monkeypatch.setitem(sys.modules, "onnxruntime", None)
+    labels = np.zeros(len(images), np.int64)
+    report = benchmark(load_bundle(make_bundle()), images, labels, batch_size=5)
+    assert report["accuracy"]["onnx_top1"] is None and report["timing"]["onnx"] is None
+    assert "onnxruntime is not installed" in report["onnx_unavailable"]
+    assert report["agreement"]["fpga_vs_keras"] is None  # the bundle has no keras_predictions.npy
+    md = render_markdown(report)
+    assert "ONNX Runtime reference not available" in md and "| FPGA vs ONNX Runtime | n/a |" in md

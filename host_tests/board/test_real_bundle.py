@@ -1,0 +1,63 @@
+"""A real hls4ml bundle (left in ``--test-overlays`` by the host tests) driven through pynq's DMA.
+
+Checks the invariant the whole pipeline rests on: the emulated overlay, fed through the real ``pynq.lib.dma.DMA``
+in batches, returns exactly what the bundle's C-simulation library returns when called directly, and agrees with
+the quantized Keras model's predictions that ``hls_build`` stored in the bundle. Skipped when no bundle is there
+(run the host tests first: ``make test``) or CIFAR-10 is missing.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+pytest.importorskip("pynq")
+
+from board_toys import ROOT  # noqa: E402
+
+from board.bundle import MANIFEST, load_bundle, read_manifest  # noqa: E402
+from board.cifar10 import load_split  # noqa: E402
+from board.driver import Accelerator  # noqa: E402
+from board.emulation import CSimKernel  # noqa: E402
+from board.fixed_point import FixedPoint  # noqa: E402
+from board.preprocess import Preprocessing  # noqa: E402
+
+N_IMAGES, N_DIRECT = 12, 4
+
+
+@pytest.fixture(scope="module")
+def real_bundle(request) -> Path:
+    try:
+        root = Path(request.config.getoption("--test-overlays"))
+    except ValueError:  # the option lives in host_tests/conftest.py; fall back to its default
+        root = ROOT / "build" / "test-overlays"
+    for path in sorted(root.glob(f"*/*/{MANIFEST}")):
+        if read_manifest(path.parent).emulated:
+            return path.parent
+    message = f"no emulated bundle under {root}; the host tests leave one there (make test)"
+    if os.environ.get("REQUIRE_TEST_BUNDLE"):  # `make test` sets it: there, a missing bundle is a failure
+        pytest.fail(message)
+    pytest.skip(message)
+
+
+def test_dma_path_equals_direct_csim_and_agrees_with_keras(real_bundle, cifar10_dir):
+    bundle = load_bundle(real_bundle)
+    m = bundle.manifest
+    test = load_split("test", directory=cifar10_dir).head(N_IMAGES)
+    with Accelerator(bundle, batch_size=5) as acc:  # 5 + 5 + 2: several DMA transfers
+        raw = acc.predict_raw(test.images)
+        assert [t.images for t in acc.take_timings()] == [5, 5, 2]
+
+    # The library called directly (floats in, floats out), no DMA, no raw codes on the way in.
+    kernel = CSimKernel.from_bundle(bundle)
+    x = Preprocessing.from_dict(m.preprocessing).to_float(test.images[:N_DIRECT]).reshape(N_DIRECT, -1)
+    direct = kernel.run_float(x)
+    np.testing.assert_array_equal(FixedPoint.parse(m.output.fixed_point).decode(raw[:N_DIRECT]), direct)
+
+    keras = np.load(bundle.path("keras_predictions.npy"))[:N_IMAGES]
+    agreement = float(np.mean(np.argmax(raw, axis=1) == keras))
+    floor = float(m.metrics.get("csim_vs_keras_agreement", 1.0)) - 0.2
+    assert agreement >= floor, f"emulated FPGA agrees with Keras on {agreement:.0%} of {N_IMAGES} images"
