@@ -48,6 +48,9 @@ def main(argv: list[str] | None = None) -> int:
     tr.add_argument("--train-limit", type=int, default=0, help="use only the first N training images (0 = all)")
     tr.add_argument("--test-limit", type=int, default=0, help="evaluate on the first N test images (0 = all)")
     tr.add_argument("--out", required=True, help="output folder (model.h5, config.json, metrics.json)")
+    ex = sub.add_parser("experiment", help="run N trials over a grid of configs; write tables and plots")
+    ex.add_argument("--grid", required=True, help="grid file (YAML or JSON), see training/experiments.py")
+    ex.add_argument("--out", required=True, help="sweep folder (re-run the same command to resume)")
     args = parser.parse_args(argv)
     # Our progress at INFO; other libraries (QKeras, tf2onnx) only when they warn.
     logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(name)s: %(message)s", datefmt="%H:%M:%S")
@@ -61,6 +64,20 @@ def main(argv: list[str] | None = None) -> int:
         print("\n".join(list_models()))
         return 0
     from training.train import ConfigMismatchError, TrainConfig, train
+
+    if args.command == "experiment":
+        from training.experiments import Grid, GridError, run_grid, summarize
+
+        try:
+            records = run_grid(Grid.load(args.grid), args.out)
+        except (BoardError, GridError, ConfigMismatchError, ValueError, OSError) as exc:
+            print(f"error: {exc}", file=sys.stderr)
+            return 2
+        except KeyboardInterrupt:
+            print("interrupted; run the same command again to resume the sweep", file=sys.stderr)
+            return 130
+        print(json.dumps(summarize(records), indent=2))
+        return 0
 
     try:
         cfg = TrainConfig(
