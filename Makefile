@@ -32,12 +32,14 @@ MODEL_DIR := build/models/$(MODEL_ID)
 BUNDLE := overlays/$(BOARD)/$(MODEL_ID)
 REPORT_DIR := build/reports/$(BOARD)/$(MODEL_ID)
 
-.PHONY: help env demo train bundle bench test test-host test-board test-slow lint format clean clean-demo
+.PHONY: help env demo train bundle bench experiment bench-training test test-slow lint format clean clean-demo
 
 help:
 	@echo "make demo        train $(MODEL) <$(QUANT)>, build its emulated $(BOARD) overlay, benchmark it (N=$(N) images)"
 	@echo "make test        run the tests (host and board environments)"
 	@echo "make test-slow   the slow tests too (longer training and C-simulation runs)"
+	@echo "make experiment  GRID=training/grids/<grid>.yaml OUT=results/<name>: trials over a grid, tables + plots"
+	@echo "make bench-training  training images/s of the ResNets on this machine"
 	@echo "make lint        ruff check + format check"
 	@echo "make clean-demo  forget the demo's model, bundle and report (the next demo starts from scratch)"
 
@@ -67,6 +69,15 @@ bundle: $(BUNDLE)/manifest.json
 
 bench: $(BUNDLE)/manifest.json | $(BOARD_VENV)/.done
 	$(BOARD_PY) -m board bench --bundle $(BUNDLE) -n $(N) --batch-size $(BATCH) --out $(REPORT_DIR)
+
+# Experiments: N trials over a grid of configs (resumable: run the same command again after a crash).
+GRID ?= training/grids/resnet20_short.yaml
+OUT ?= results/$(basename $(notdir $(GRID)))
+experiment: | $(HOST_VENV)/.done
+	$(HOST_PY) -m training experiment --grid $(GRID) --out $(OUT)
+
+bench-training: | $(HOST_VENV)/.done
+	$(HOST_PY) benchmarks/training_throughput.py
 
 demo: env bench
 	@echo "demo done: report in $(REPORT_DIR)/report.md, bundle in $(BUNDLE)"
