@@ -32,12 +32,13 @@ MODEL_DIR := build/models/$(MODEL_ID)
 BUNDLE := overlays/$(BOARD)/$(MODEL_ID)
 REPORT_DIR := build/reports/$(BOARD)/$(MODEL_ID)
 
-.PHONY: help env demo train bundle bench experiment bench-training test test-slow lint format clean clean-demo
+.PHONY: help env demo train bundle bench bitstream experiment bench-training test test-slow test-vivado lint format clean clean-demo
 
 help:
 	@echo "make demo        train $(MODEL) <$(QUANT)>, build its emulated $(BOARD) overlay, benchmark it (N=$(N) images)"
 	@echo "make test        run the tests (host and board environments)"
 	@echo "make test-slow   the slow tests too (longer training and C-simulation runs)"
+	@echo "make bitstream   HLS + Vivado for $(BUNDLE): adds .bit/.hwh + measured resources (needs Xilinx tools)"
 	@echo "make experiment  GRID=training/grids/<grid>.yaml OUT=results/<name>: trials over a grid, tables + plots"
 	@echo "make bench-training  training images/s of the ResNets on this machine"
 	@echo "make lint        ruff check + format check"
@@ -70,6 +71,10 @@ bundle: $(BUNDLE)/manifest.json
 bench: $(BUNDLE)/manifest.json | $(BOARD_VENV)/.done
 	$(BOARD_PY) -m board bench --bundle $(BUNDLE) -n $(N) --batch-size $(BATCH) --out $(REPORT_DIR)
 
+# Vitis HLS + Vivado on the bundle (source the tools' settings64.sh first); without them: exit 2, bundle untouched.
+bitstream: $(BUNDLE)/manifest.json | $(HOST_VENV)/.done
+	$(HOST_PY) -m hls_build bitstream --bundle $(BUNDLE) --work-dir build/vivado
+
 # Experiments: N trials over a grid of configs (resumable: run the same command again after a crash).
 GRID ?= training/grids/resnet20_short.yaml
 OUT ?= results/$(basename $(notdir $(GRID)))
@@ -92,6 +97,10 @@ test: env
 test-slow: env
 	$(HOST_PY) -m pytest host_tests --ignore=host_tests/board -m "slow and not vivado and not board and not gpu" --test-overlays $(TEST_OVERLAYS)
 	$(BOARD_PY) -m pytest host_tests/board -m "slow and not vivado and not board and not gpu" --test-overlays $(TEST_OVERLAYS)
+
+# The real Vivado flow on a tiny model (only where vivado is on PATH).
+test-vivado: env
+	$(HOST_PY) -m pytest host_tests/hls_build -m vivado --test-overlays $(TEST_OVERLAYS)
 
 lint: $(HOST_VENV)/.done
 	$(HOST_VENV)/bin/ruff check .

@@ -29,8 +29,11 @@ import numpy as np
 
 from board.bundle import Manifest, TensorSpec, write_manifest
 from board.cifar10 import CLASSES, Split, load_split
+from hls_build.boards import board_spec, hls_overrides_for
 from hls_build.config import OUTPUT_FIXED_POINT, HlsSettings, build_hls_config
 from hls_build.csim import CSimLibrary, compile_library, fix_generated_sources
+from hls_build.firmware_graph import write_firmware_graph
+from hls_build.vivado import fix_generated_project
 from training.data import INPUT_FIXED_POINT, preprocess, preprocessing_spec
 from training.keras_compat import keras, tf
 
@@ -156,15 +159,22 @@ def build_bundle(
         output_dir=str(hls_dir),
         project_name=PROJECT_NAME,
         backend="VivadoAccelerator",
-        board=settings.board,
         io_type=settings.io_type,
         interface="axi_stream",
         input_type=INPUT_FIXED_POINT,
         output_type=OUTPUT_FIXED_POINT,
         clock_period=settings.clock_period_ns,
+        **hls_overrides_for(settings.board),
     )
     hls_model.write()
+    in_bits = 8 * np.dtype(_container(INPUT_FIXED_POINT)).itemsize
+    out_bits = 8 * np.dtype(_container(OUTPUT_FIXED_POINT)).itemsize
     fixes = fix_generated_sources(hls_dir, PROJECT_NAME)
+    fixes += fix_generated_project(
+        hls_dir, board=settings.board, model_id=model_id, input_bits=in_bits, output_bits=out_bits,
+        clock_mhz=settings.clock_mhz, project_name=PROJECT_NAME, length_width_bits=DMA_LENGTH_WIDTH_BITS,
+    )  # fmt: skip
+    firmware_graph = write_firmware_graph(hls_model, staging / "firmware")  # for board.fast_emulator
     times["convert"] = time.perf_counter() - t
 
     t = time.perf_counter()
@@ -226,8 +236,8 @@ def build_bundle(
             "ip_name": "hier_0/axi_dma_0",
             "max_transfer_bytes": (1 << DMA_LENGTH_WIDTH_BITS) - 1,
             "length_width_bits": DMA_LENGTH_WIDTH_BITS,
-            "mm2s_data_width_bits": 8 * np.dtype(_container(INPUT_FIXED_POINT)).itemsize,
-            "s2mm_data_width_bits": 8 * np.dtype(_container(OUTPUT_FIXED_POINT)).itemsize,
+            "mm2s_data_width_bits": in_bits,
+            "s2mm_data_width_bits": out_bits,
         },
         hls={
             "backend": "VivadoAccelerator",
@@ -238,8 +248,11 @@ def build_bundle(
             "clock_mhz": settings.clock_mhz,
             "reuse_factor": settings.reuse_factor,
             "strategy": settings.strategy,
-            "part": hls_model.config.get_config_value("Part"),
+            # hls4ml converts a ZCU104 as its ZCU102 and fix_generated_project corrects the part: record the board's.
+            "part": board_spec(settings.board).part,
             "generated_file_fixes": fixes,
+            "firmware_graph": Path(firmware_graph["graph"]).relative_to(staging).as_posix(),
+            "firmware_weights": Path(firmware_graph["weights"]).relative_to(staging).as_posix(),
         },
         metrics={
             "keras_top1": keras_top1,

@@ -19,8 +19,6 @@ from typing import Any
 from training.data import INPUT_FIXED_POINT
 from training.keras_compat import keras
 
-#: Boards this project builds for, and hls4ml's name of each (hls4ml 1.3 has no ZCU104 board: see hls_build docs).
-BOARDS = {"pynq-z2": "pynq-z2"}
 OUTPUT_FIXED_POINT = "ap_fixed<16,6>"
 BN_PARAM_PRECISION = "ap_fixed<24,10>"
 WIDE_RESULT_PRECISION = "ap_fixed<32,16>"
@@ -31,7 +29,7 @@ class HlsSettings:
     """Knobs of one hls4ml conversion.
 
     Attributes:
-        board: target board (key of ``BOARDS``).
+        board: target board (a key of ``hls_build.boards.BOARDS``).
         clock_mhz: target clock of the accelerator (the PYNQ-Z2 block design clocks it at 100 MHz).
         reuse_factor: hls4ml ReuseFactor for every layer (multipliers are shared this many times).
         strategy: ``Latency`` or ``Resource``.
