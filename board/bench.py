@@ -1,16 +1,24 @@
 """Benchmark a bundle on CIFAR-10: FPGA (or its emulation) vs ONNX Runtime vs the quantized Keras model.
 
-``python -m board bench --bundle overlays/pynq-z2/<model_id>`` runs the first ``n`` CIFAR-10 test images through
-the accelerator and through the ONNX reference, and writes ``report.json`` and ``report.md`` with:
+``python -m board bench --bundle overlays/pynq-z2/<model_id>`` runs the first ``n`` CIFAR-10 test images (all
+10,000 by default with a bitstream, 1,000 for an emulated bundle) through the accelerator and through the ONNX
+reference, and writes into the report folder ``report.json``, ``report.md`` and PNG plots with:
 
 * top-1 of the FPGA path, of ONNX Runtime, and of Keras (the manifest's figure measured at build time, and on
   the same images from the bundle's ``keras_predictions.npy``);
 * argmax agreement FPGA vs Keras and FPGA vs ONNX Runtime;
-* latency per batch and per image (p50/p99) and throughput of both paths;
+* latency per batch and per image (p50/p99, ``time.perf_counter``) and throughput of both paths. The first
+  batch of every pass is a warm-up: its predictions count, its time does not;
+* optionally a batch-size sweep (``--batch-sizes 1,10,100``): for each size, one warm-up batch, then at least
+  ``--sweep-images`` images timed, through the FPGA and through ONNX Runtime (on by default with a bitstream;
+  off by default for an emulated bundle, whose C-simulation runs about 8 images/s);
+* power and energy per inference (:mod:`board.power`): PMBus on the ZCU104, an external meter's figures entered
+  by the user on the PYNQ-Z2, "not available (host emulation)" otherwise;
 * the bundle's identity, tool versions and the environment.
 
 When the bundle is emulated the FPGA figures come from the hls4ml C-simulation on the host, and the report says
-so in bold: they are not board timings. Without onnxruntime (PYNQ-Z2) the reference is reported as not available.
+so in bold: they are not board timings. Without onnxruntime (the PYNQ-Z2 is armv7l: no wheel) the reference is
+reported as not available and ``--reference-only`` measures it on another machine (see :mod:`board.reference`).
 """
 
 from __future__ import annotations
@@ -20,7 +28,8 @@ import json
 import logging
 import os
 import platform
-from collections.abc import Sequence
+import time
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -31,26 +40,58 @@ from board.bundle import Bundle, load_bundle
 from board.cifar10 import load_split
 from board.driver import Accelerator, BatchTiming
 from board.errors import BoardError, BundleError, InputError, ToolMissingError
+from board.power import PmbusMeter, PowerOptions, PowerSession, unavailable_report
+from board.progress import Progress
 
-__all__ = ["benchmark", "environment", "latency_stats", "render_markdown", "run_bench", "write_report"]
+__all__ = [
+    "DEFAULT_BATCH_SIZES",
+    "benchmark",
+    "default_n",
+    "environment",
+    "latency_stats",
+    "parse_batch_sizes",
+    "render_markdown",
+    "run_bench",
+    "write_report",
+]
 
 log = logging.getLogger(__name__)
 
 KERAS_PREDICTIONS = "keras_predictions.npy"
-REPORT_SCHEMA = "board-bench/1"
+REPORT_SCHEMA = "board-bench/2"
+#: Test images by default: the whole test set on a board, fewer for the ~8 images/s C-simulation.
+DEFAULT_N_BOARD, DEFAULT_N_EMULATED = 10_000, 1_000
+#: Batch-size sweep by default on a board (and for --reference-only); off for an emulated bundle.
+DEFAULT_BATCH_SIZES = (1, 10, 100)
+#: Images timed per batch size in the sweep by default (plus one warm-up batch).
+DEFAULT_SWEEP_IMAGES_BOARD, DEFAULT_SWEEP_IMAGES_EMULATED = 1_000, 20
+WARMUP_NOTE = "the first batch of every pass is a warm-up: its predictions count, its time does not"
+REFERENCE_MODES = ("auto", "off", "only")
 
 
-def latency_stats(timings: Sequence[BatchTiming]) -> dict[str, Any] | None:
-    """p50/p99 latency per batch and per image (batch time / batch size) and throughput, or None if empty."""
+def latency_stats(
+    timings: Sequence[BatchTiming], warmup_batches: int = 0, samples: bool = True
+) -> dict[str, Any] | None:
+    """p50/p99 latency per batch and per image (batch time / batch size) and throughput, or None if empty.
+
+    Args:
+        timings: one entry per batch, in order.
+        warmup_batches: leading batches to leave out (only when more batches than that remain).
+        samples: include the per-batch times (``batch_ms``, ``batch_images``) for histograms.
+    """
+    timings = list(timings)
+    excluded = warmup_batches if len(timings) > warmup_batches else 0
+    timings = timings[excluded:]
     if not timings:
         return None
     batch_s = np.array([t.seconds for t in timings])
-    per_image_s = np.array([t.seconds / t.images for t in timings])
-    images = int(sum(t.images for t in timings))
+    sizes = np.array([t.images for t in timings])
+    per_image_s = batch_s / sizes
+    images = int(sizes.sum())
     total = float(batch_s.sum())
     p50b, p99b = np.percentile(batch_s * 1e3, [50, 99])
     p50i, p99i = np.percentile(per_image_s * 1e3, [50, 99])
-    return {
+    stats: dict[str, Any] = {
         "batches": len(timings),
         "images": images,
         "total_s": total,
@@ -59,7 +100,12 @@ def latency_stats(timings: Sequence[BatchTiming]) -> dict[str, Any] | None:
         "image_ms_p50": float(p50i),
         "image_ms_p99": float(p99i),
         "images_per_s": images / total if total > 0 else float("inf"),
+        "warmup_batches_excluded": excluded,
     }
+    if samples:
+        stats["batch_ms"] = [round(float(s) * 1e3, 6) for s in batch_s]
+        stats["batch_images"] = [int(s) for s in sizes]
+    return stats
 
 
 def _version(dist: str) -> str | None:
@@ -83,6 +129,34 @@ def environment() -> dict[str, Any]:
         "platform": platform.platform(),
         "cpu_count": os.cpu_count(),
     }
+
+
+def parse_batch_sizes(text: str | Sequence[int] | None) -> tuple[int, ...]:
+    """``"1,10,100"`` -> ``(1, 10, 100)`` (sorted, unique); ``""``/``"off"``/``"none"`` -> ``()``.
+
+    Raises:
+        InputError: a size that is not a positive integer.
+    """
+    if text is None:
+        return ()
+    if isinstance(text, str):
+        if text.strip().lower() in ("", "off", "none", "0"):
+            return ()
+        items: list[Any] = [t for t in text.replace(" ", "").split(",") if t]
+    else:
+        items = list(text)
+    try:
+        sizes = sorted({int(t) for t in items})
+    except (TypeError, ValueError) as exc:
+        raise InputError(f"batch sizes must be positive integers separated by commas, got {text!r}") from exc
+    if any(s < 1 for s in sizes):
+        raise InputError(f"batch sizes must be >= 1, got {text!r}")
+    return tuple(sizes)
+
+
+def default_n(emulated: bool, reference: str = "auto") -> int:
+    """Default image count: the whole test set, except for an emulated FPGA pass (1,000)."""
+    return DEFAULT_N_EMULATED if emulated and reference != "only" else DEFAULT_N_BOARD
 
 
 def _top1(pred: np.ndarray, labels: np.ndarray) -> float:
@@ -109,6 +183,96 @@ def _keras_predictions(bundle: Bundle, n: int, notes: list[str]) -> np.ndarray |
     return preds[:n].astype(np.int64)
 
 
+def _cycled(images: np.ndarray, count: int) -> np.ndarray:
+    """``count`` images taken in order from ``images``, starting over when they run out."""
+    return images[np.arange(count) % len(images)]
+
+
+def _fpga_pass(
+    acc: Accelerator, images: np.ndarray, batch_size: int, progress: bool | None
+) -> tuple[np.ndarray, list[BatchTiming], float]:
+    n = len(images)
+    acc.take_timings()
+    parts = []
+    label = "fpga (emulated)" if acc.emulated else "fpga"
+    t0 = time.perf_counter()
+    with Progress(n, label, enabled=progress) as bar:
+        for start in range(0, n, batch_size):
+            parts.append(acc.predict(images[start : start + batch_size]))
+            bar.update(len(parts[-1]))
+    wall = time.perf_counter() - t0
+    return np.concatenate(parts).reshape(n, -1), acc.take_timings(), wall
+
+
+def _onnx_pass(ref: Any, images: np.ndarray, batch_size: int, progress: bool | None) -> tuple[np.ndarray, list]:
+    n = len(images)
+    ref.take_timings()
+    parts = []
+    with Progress(n, "onnxruntime", enabled=progress) as bar:
+        for start in range(0, n, batch_size):
+            parts.append(ref.predict(images[start : start + batch_size], batch_size=batch_size))
+            bar.update(len(parts[-1]))
+    return np.concatenate(parts).reshape(n, -1), ref.take_timings()
+
+
+def _sweep(
+    acc: Accelerator | None,
+    ref: Any | None,
+    images: np.ndarray,
+    batch_sizes: Sequence[int],
+    sweep_images: int,
+    progress: bool | None,
+) -> dict[str, Any]:
+    """For each batch size: one warm-up batch, then whole batches covering at least ``sweep_images`` images."""
+    plan = [(b, -(-max(sweep_images, b) // b) * b) for b in batch_sizes]  # (size, timed images)
+    rows = []
+    for b, timed in plan:
+        data = _cycled(images, b + timed)
+        row: dict[str, Any] = {"batch_size": b, "timed_images": timed, "fpga": None, "onnx": None}
+        if acc is not None:
+            row["dma_batch"] = min(b, acc.batch_size)
+            acc.take_timings()
+            with Progress(len(data), f"sweep fpga b={b}", enabled=progress) as bar:
+                for start in range(0, len(data), b):
+                    chunk = data[start : start + b]
+                    acc.predict_raw(chunk)
+                    bar.update(len(chunk))
+            # Transfers per warm-up batch: more than one when b exceeds the DMA's batch capacity.
+            per_batch = -(-b // acc.batch_size)
+            row["fpga"] = latency_stats(acc.take_timings(), warmup_batches=per_batch, samples=False)
+        if ref is not None:
+            ref.take_timings()
+            with Progress(len(data), f"sweep onnx b={b}", enabled=progress) as bar:
+                for start in range(0, len(data), b):
+                    chunk = data[start : start + b]
+                    ref.predict(chunk, batch_size=b)
+                    bar.update(len(chunk))
+            row["onnx"] = latency_stats(ref.take_timings(), warmup_batches=1, samples=False)
+        rows.append(row)
+        fpga_ips = f"{row['fpga']['images_per_s']:.1f}" if row["fpga"] else "n/a"
+        onnx_ips = f"{row['onnx']['images_per_s']:.1f}" if row["onnx"] else "n/a"
+        log.info("sweep batch %d: fpga %s img/s, onnx %s img/s", b, fpga_ips, onnx_ips)
+    return {"batch_sizes": list(batch_sizes), "images_per_batch_size": sweep_images, "rows": rows}
+
+
+def _open_reference(bundle: Bundle, threads: int | None, mode: str) -> tuple[Any | None, str | None]:
+    """The ONNX reference, or None and why not."""
+    if mode == "off":
+        return None, "skipped (--no-reference)"
+    try:
+        from board.reference import OnnxReference
+
+        return OnnxReference.from_bundle(bundle, threads=threads), None
+    except ToolMissingError as exc:
+        if mode == "only":
+            raise
+        return None, str(exc)
+    except BundleError as exc:
+        if bundle.manifest.onnx_reference or mode == "only":
+            raise
+        return None, str(exc)
+
+
 def benchmark(
     bundle: Bundle,
     images: np.ndarray,
@@ -118,6 +282,13 @@ def benchmark(
     timeout_s: float | None = None,
     onnx_threads: int | None = None,
     accelerator: Accelerator | None = None,
+    batch_sizes: Sequence[int] = (),
+    sweep_images: int | None = None,
+    reference: str = "auto",
+    power: PowerOptions | None = None,
+    power_meter_factory: Callable[[PowerOptions], PmbusMeter] | None = None,
+    progress: bool | None = None,
+    running_on: str | None = None,
 ) -> dict[str, Any]:
     """Run the FPGA path and the ONNX reference on ``images`` and compare them with ``labels`` and Keras.
 
@@ -130,6 +301,13 @@ def benchmark(
         timeout_s: per-batch DMA deadline (default: the driver's).
         onnx_threads: ONNX Runtime intra-op threads.
         accelerator: an open accelerator to use (default: open one on the bundle and close it afterwards).
+        batch_sizes: batch sizes to sweep (empty: no sweep).
+        sweep_images: images timed per swept batch size (default 1,000 on a board, 20 emulated).
+        reference: ``auto`` (ONNX Runtime when available), ``off``, or ``only`` (no FPGA pass).
+        power: power options (default: automatic; see :mod:`board.power`).
+        power_meter_factory: builds the PMBus meter (tests pass fake rails).
+        progress: draw progress bars on stderr (default: when stderr is a terminal).
+        running_on: the board (or ``host``) this runs on, recorded in the report.
 
     Returns:
         The report dict (see ``report.json``).
@@ -138,53 +316,66 @@ def benchmark(
     n = len(images)
     if n < 1:
         raise InputError("the benchmark needs at least one image")
+    if batch_size < 1:
+        raise InputError(f"batch size must be >= 1, got {batch_size}")
+    if reference not in REFERENCE_MODES:
+        raise InputError(f"reference must be one of {REFERENCE_MODES}, got {reference!r}")
+    batch_sizes = parse_batch_sizes(batch_sizes)
+    if sweep_images is None:
+        sweep_images = DEFAULT_SWEEP_IMAGES_EMULATED if m.emulated else DEFAULT_SWEEP_IMAGES_BOARD
+    if sweep_images < 1:
+        raise InputError(f"--sweep-images must be >= 1, got {sweep_images}")
     notes: list[str] = []
     labels = np.asarray(labels, np.int64)
+    fpga_run = reference != "only"
+    power = power or PowerOptions()
+    if not fpga_run and power.external_watts is not None:
+        raise InputError("external meter figures need the FPGA pass; drop --reference-only")
+    session = None
+    if fpga_run:  # decided first: a wrong combination of options fails before the long run
+        session = PowerSession(power, emulated=m.emulated, board=m.board, meter_factory=power_meter_factory)
 
-    own = accelerator is None
-    acc = accelerator if accelerator is not None else Accelerator(bundle, batch_size=batch_size, timeout_s=timeout_s)
-    try:
-        acc.take_timings()
-        logits_parts = []
-        for start in range(0, n, batch_size):
-            logits_parts.append(acc.predict(images[start : start + batch_size]))
-            done = min(start + batch_size, n)
-            log.info("fpga%s: %d/%d images (%.0f%%)", " (emulated)" if acc.emulated else "", done, n, 100 * done / n)
-        fpga_timing = latency_stats(acc.take_timings())
-        used_batch = acc.batch_size
-    finally:
-        if own:
-            acc.close()
-    fpga_logits = np.concatenate(logits_parts).reshape(n, -1)
-    fpga_pred = np.argmax(fpga_logits, axis=1)
-
-    onnx_logits = onnx_timing = None
-    onnx_unavailable = None
-    try:
-        from board.reference import OnnxReference
-
-        ref = OnnxReference.from_bundle(bundle, threads=onnx_threads)
-        parts = []
-        for start in range(0, n, batch_size):
-            parts.append(ref.predict(images[start : start + batch_size], batch_size=batch_size))
-            done = min(start + batch_size, n)
-            log.info("onnxruntime: %d/%d images (%.0f%%)", done, n, 100 * done / n)
-        onnx_logits = np.concatenate(parts).reshape(n, -1)
-        onnx_timing = latency_stats(ref.take_timings())
-    except ToolMissingError as exc:
-        onnx_unavailable = str(exc)
-    except BundleError as exc:
-        if m.onnx_reference:
-            raise
-        onnx_unavailable = str(exc)
+    ref, onnx_unavailable = _open_reference(bundle, onnx_threads, reference)
     if onnx_unavailable:
         notes.append(f"ONNX Runtime reference not available: {onnx_unavailable}")
 
+    fpga_logits = fpga_timing = fpga_pass_s = used_batch = None
+    power_report = unavailable_report("not measured: no FPGA pass (--reference-only)")
+    sweep = None
+    acc = None
+    if fpga_run:
+        own = accelerator is None
+        capacity = max(batch_size, *batch_sizes) if batch_sizes else batch_size
+        acc = accelerator if accelerator is not None else Accelerator(bundle, batch_size=capacity, timeout_s=timeout_s)
+        try:
+            session.measure_idle()
+            with session.during_run():
+                fpga_logits, timings, fpga_pass_s = _fpga_pass(acc, images, batch_size, progress)
+            power_report = session.report(fpga_pass_s, n)
+            fpga_timing = latency_stats(timings, warmup_batches=1)
+            used_batch = min(batch_size, acc.batch_size)
+            if batch_sizes:
+                sweep = _sweep(acc, ref, images, batch_sizes, sweep_images, progress)
+        finally:
+            if own:
+                acc.close()
+    elif batch_sizes and ref is not None:
+        sweep = _sweep(None, ref, images, batch_sizes, sweep_images, progress)
+
+    onnx_logits = onnx_timing = None
+    if ref is not None:
+        onnx_logits, onnx_timings = _onnx_pass(ref, images, batch_size, progress)
+        onnx_timing = latency_stats(onnx_timings, warmup_batches=1)
+    for name, stats in (("FPGA", fpga_timing), ("ONNX Runtime", onnx_timing)):
+        if stats is not None and stats["warmup_batches_excluded"] == 0:
+            notes.append(f"{name}: a single batch, so no warm-up batch could be excluded from its timing")
+
+    fpga_pred = None if fpga_logits is None else np.argmax(fpga_logits, axis=1)
     keras_pred = _keras_predictions(bundle, n, notes)
     k = 0 if keras_pred is None else len(keras_pred)
 
     accuracy: dict[str, Any] = {
-        "fpga_top1": _top1(fpga_pred, labels),
+        "fpga_top1": None if fpga_pred is None else _top1(fpga_pred, labels),
         "onnx_top1": None if onnx_logits is None else _top1(np.argmax(onnx_logits, axis=1), labels),
         # As measured by hls_build (the first keras_top1_images test images; all 10,000 unless it says otherwise).
         "keras_top1_manifest": m.metrics.get("keras_top1"),
@@ -193,27 +384,33 @@ def benchmark(
         "keras_same_images_count": k,
     }
     agreement: dict[str, Any] = {
-        "fpga_vs_keras": None if keras_pred is None else {"images": k, "agreement": _top1(fpga_pred[:k], keras_pred)},
+        "fpga_vs_keras": None
+        if keras_pred is None or fpga_pred is None
+        else {"images": k, "agreement": _top1(fpga_pred[:k], keras_pred)},
         "fpga_vs_onnx": None,
     }
-    if onnx_logits is not None:
+    if onnx_logits is not None and fpga_logits is not None:
         agreement["fpga_vs_onnx"] = {
             "images": n,
             "agreement": _top1(fpga_pred, np.argmax(onnx_logits, axis=1)),
             "max_abs_logit_diff": float(np.max(np.abs(fpga_logits - onnx_logits))),
         }
-    if m.emulated:
+    if not fpga_run:
+        label = "no FPGA pass (--reference-only): ONNX Runtime figures only, measured on this machine"
+    elif m.emulated:
         label = (
             "HOST EMULATION of the hls4ml C-simulation (no bitstream): FPGA accuracy is the emulated design's; "
             "FPGA timings are host C-simulation timings, NOT board timings"
         )
     else:
         label = f"measured on the {m.board} board through the AXI DMA"
+    env = environment()
     return {
         "schema": REPORT_SCHEMA,
         "created_utc": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
         "fpga_label": label,
         "emulated": bool(m.emulated),
+        "running_on": running_on,
         "bundle": {
             "path": str(bundle.root),
             "board": m.board,
@@ -230,13 +427,18 @@ def benchmark(
         "batch_size": {"requested": batch_size, "dma": used_batch},
         "accuracy": accuracy,
         "agreement": agreement,
-        "timing": {"fpga": fpga_timing, "onnx": onnx_timing},
+        "timing": {"fpga": fpga_timing, "onnx": onnx_timing, "fpga_pass_s": fpga_pass_s, "warmup": WARMUP_NOTE},
+        "sweep": sweep,
+        "power": power_report,
+        "reference": {"mode": reference, "machine": env["machine"], "available": ref is not None},
         "onnx_unavailable": onnx_unavailable,
-        "environment": environment(),
+        "environment": env,
+        "plots": {},
         "notes": notes,
     }
 
 
+# ----------------------------------------------------------------------------------------------------- markdown
 def _pct(x: Any) -> str:
     if x is None:
         return "n/a"
@@ -246,6 +448,59 @@ def _pct(x: Any) -> str:
 
 def _ms(stats: dict[str, Any] | None, key: str) -> str:
     return "n/a" if not stats else f"{stats[key]:.3f}"
+
+
+def _num(x: Any, fmt: str = ".3f", unit: str = "") -> str:
+    return "n/a" if x is None else f"{x:{fmt}}{unit}"
+
+
+def _power_lines(power: dict[str, Any]) -> list[str]:
+    lines = ["## Power and energy", ""]
+    if not power.get("available"):
+        return lines + [f"Power: {power.get('reason') or 'not available'}."]
+    lines += [
+        f"Source: **{power['source']}**"
+        + (f", rails {', '.join(power['rails'])}" if power.get("rails") else "")
+        + (f", sampled every {power['interval_s']:g} s by {power['sampler']}" if power.get("sampler") else "")
+        + ".",
+        "",
+        "| | |",
+        "|---|---|",
+        f"| idle power | {_num(power['idle_w'], '.3f', ' W')} ({power.get('idle_samples') or 'no'} samples) |"
+        if power.get("source") != "external meter (user-entered)"
+        else f"| idle power | {_num(power['idle_w'], '.3f', ' W')} |",
+        f"| power during the FPGA pass | {_num(power['run_w'], '.3f', ' W')} |",
+        f"| net (run - idle) | {_num(power['net_w'], '.3f', ' W')} |",
+        f"| FPGA pass | {power['images']} images in {power['run_s']:.3f} s |",
+        f"| energy per inference (net) | {_num(power['energy_per_inference_mj'], '.4g', ' mJ')} |",
+        f"| energy per inference (gross, whole board) | {_num(power['gross_energy_per_inference_mj'], '.4g', ' mJ')} |",
+    ]
+    lines += [f"\n- {note}" for note in power.get("notes") or []]
+    return lines
+
+
+def _sweep_lines(sweep: dict[str, Any] | None, fpga_name: str) -> list[str]:
+    if not sweep:
+        return []
+    lines = [
+        "## Batch-size sweep",
+        "",
+        f"For each batch size: one warm-up batch (not timed), then at least {sweep['images_per_batch_size']} images "
+        "timed.",
+        "",
+        "| batch | timed images | FPGA images/s | FPGA image p50 ms | FPGA image p99 ms | ONNX images/s | "
+        "ONNX image p50 ms | ONNX image p99 ms |",
+        "|---:|---:|---:|---:|---:|---:|---:|---:|",
+    ]
+    for r in sweep["rows"]:
+        f, o = r.get("fpga"), r.get("onnx")
+        dma = f" (DMA {r['dma_batch']})" if r.get("dma_batch") not in (None, r["batch_size"]) else ""
+        lines.append(
+            f"| {r['batch_size']}{dma} | {r['timed_images']} | {_num(f and f['images_per_s'], '.1f')} | "
+            f"{_ms(f, 'image_ms_p50')} | {_ms(f, 'image_ms_p99')} | {_num(o and o['images_per_s'], '.1f')} | "
+            f"{_ms(o, 'image_ms_p50')} | {_ms(o, 'image_ms_p99')} |"
+        )
+    return lines + ["", f"FPGA column: {fpga_name}."]
 
 
 def render_markdown(report: dict[str, Any]) -> str:
@@ -260,6 +515,7 @@ def render_markdown(report: dict[str, Any]) -> str:
     n = report["images"]
     batch = report["batch_size"]
     onnx_n = n if acc["onnx_top1"] is not None else "n/a"
+    fpga_n = n if acc["fpga_top1"] is not None else "n/a"
     fpga = "FPGA (emulated: hls4ml C-simulation on the host)" if report["emulated"] else f"FPGA ({b['board']})"
     lines = [f"# Benchmark: {b['model_id']} on {b['board']}", ""]
     if report["emulated"]:
@@ -271,18 +527,19 @@ def render_markdown(report: dict[str, Any]) -> str:
         "|---|---|",
         f"| bundle | `{b['path']}` |",
         f"| board / model | {b['board']} / {b['model_id']} |",
+        f"| running on | {report.get('running_on') or 'n/a'} ({env['machine']}) |",
         f"| emulated | {str(b['emulated']).lower()} |",
         f"| bitstream | {'yes' if b['has_bitstream'] else 'none'} |",
         f"| stream types | in {b['input']}, out {b['output']} |",
         f"| images | {n} ({report['dataset']}) |",
-        f"| batch size | {batch['requested']} requested, {batch['dma']} per DMA transfer |",
+        f"| batch size | {batch['requested']} requested, {batch['dma'] if batch['dma'] else 'n/a'} per DMA transfer |",
         f"| created | {report['created_utc']} |",
         "",
         "## Top-1 accuracy",
         "",
         "| path | images | top-1 |",
         "|---|---:|---:|",
-        f"| {fpga} | {n} | {_pct(acc['fpga_top1'])} |",
+        f"| {fpga} | {fpga_n} | {_pct(acc['fpga_top1'])} |",
         f"| ONNX Runtime (float reference) | {onnx_n} | {_pct(acc['onnx_top1'])} |",
         f"| Keras (quantized), same images, from `{KERAS_PREDICTIONS}` | {acc['keras_same_images_count'] or 'n/a'} | "
         f"{_pct(acc['keras_top1_same_images'])} |",
@@ -306,20 +563,36 @@ def render_markdown(report: dict[str, Any]) -> str:
         "",
         "## Latency and throughput",
         "",
-        "Per-image latency is batch time / batch size.",
+        f"Per-image latency is batch time / batch size; {tim.get('warmup', WARMUP_NOTE)}.",
         "",
-        "| path | batches | batch p50 ms | batch p99 ms | image p50 ms | image p99 ms | images/s |",
+        "| path | timed batches | batch p50 ms | batch p99 ms | image p50 ms | image p99 ms | images/s |",
         "|---|---:|---:|---:|---:|---:|---:|",
     ]
     for name, stats in (
         (fpga + (" - NOT board timings" if report["emulated"] else ""), tim["fpga"]),
-        ("ONNX Runtime (CPU)", tim["onnx"]),
+        (f"ONNX Runtime (CPU, {env['machine']})", tim["onnx"]),
     ):
         ips = "n/a" if not stats else f"{stats['images_per_s']:.1f}"
         lines.append(
             f"| {name} | {stats['batches'] if stats else 'n/a'} | {_ms(stats, 'batch_ms_p50')} | "
             f"{_ms(stats, 'batch_ms_p99')} | {_ms(stats, 'image_ms_p50')} | {_ms(stats, 'image_ms_p99')} | {ips} |"
         )
+    lines += [""] + _sweep_lines(report.get("sweep"), fpga)
+    if report.get("sweep"):
+        lines.append("")
+    lines += _power_lines(report.get("power") or unavailable_report("not measured"))
+    plots = report.get("plots") or {}
+    if plots:
+        titles = {
+            "latency_histogram": "Latency histogram",
+            "throughput_vs_batch": "Throughput vs batch size",
+            "fpga_vs_cpu": "FPGA vs CPU: accuracy and latency",
+            "power_trace": "Power trace",
+        }
+        lines += ["", "## Plots", ""]
+        for name, file in plots.items():
+            lines += [f"### {titles.get(name, name)}", "", f"![{titles.get(name, name)}]({file})", ""]
+        lines.pop()
     tools = ", ".join(f"{k} {v}" for k, v in sorted(b["tool_versions"].items())) or "not recorded"
     lines += [
         "",
@@ -335,11 +608,23 @@ def render_markdown(report: dict[str, Any]) -> str:
     return "\n".join(lines) + "\n"
 
 
-def write_report(report: dict[str, Any], out_dir: str | os.PathLike) -> tuple[Path, Path]:
-    """Write ``report.json`` and ``report.md`` into ``out_dir`` (created if needed); return their paths."""
+def write_report(report: dict[str, Any], out_dir: str | os.PathLike, plots: bool = True) -> tuple[Path, Path]:
+    """Write the PNG plots, ``report.json`` and ``report.md`` into ``out_dir`` (created if needed).
+
+    The plots written are listed in ``report["plots"]`` (updated in place) and linked from the Markdown.
+
+    Returns:
+        The paths of ``report.json`` and ``report.md``.
+    """
     out = Path(out_dir)
     try:
         out.mkdir(parents=True, exist_ok=True)
+        if plots:
+            from board.plots import write_plots
+
+            written, plot_notes = write_plots(report, out)
+            report["plots"] = written
+            report["notes"] = [*report["notes"], *plot_notes]
         json_path, md_path = out / "report.json", out / "report.md"
         json_path.write_text(json.dumps(report, indent=2, sort_keys=True, allow_nan=True) + "\n")
         md_path.write_text(render_markdown(report))
@@ -350,23 +635,38 @@ def write_report(report: dict[str, Any], out_dir: str | os.PathLike) -> tuple[Pa
 
 def run_bench(
     bundle_dir: str | os.PathLike,
-    n: int = 1000,
+    n: int | None = None,
     batch_size: int = 100,
     out_dir: str | os.PathLike | None = None,
     cifar10_dir: str | os.PathLike | None = None,
     onnx_threads: int | None = None,
     timeout_s: float | None = None,
+    *,
+    batch_sizes: str | Sequence[int] | None = None,
+    sweep_images: int | None = None,
+    reference: str = "auto",
+    power: PowerOptions | None = None,
+    board: str | None = None,
+    plots: bool = True,
+    progress: bool | None = None,
 ) -> tuple[dict[str, Any], Path]:
     """Load and verify a bundle and the first ``n`` CIFAR-10 test images, benchmark, write the report.
 
     Args:
-        bundle_dir: the bundle folder.
-        n: number of test images (from the first).
+        bundle_dir: the bundle folder, ``<board>/<model_id>`` or a model id (see :mod:`board.registry`).
+        n: number of test images, from the first (default :func:`default_n`: 10,000, or 1,000 emulated).
         batch_size: images per DMA transfer / ONNX Runtime call.
         out_dir: where to write the report (default ``build/reports/<board>/<model_id>``).
         cifar10_dir: CIFAR-10 folder (default: ``$CIFAR10_DIR``, then Keras's cache).
         onnx_threads: ONNX Runtime intra-op threads.
         timeout_s: per-batch DMA deadline.
+        batch_sizes: batch sizes to sweep, e.g. ``"1,10,100"`` (default: those on a board, none emulated).
+        sweep_images: images timed per swept batch size.
+        reference: ``auto``, ``off`` or ``only`` (see :func:`benchmark`).
+        power: power options.
+        board: the board this runs on (default: detected; ``host`` off-board).
+        plots: write the PNG plots.
+        progress: progress bars on stderr (default: when stderr is a terminal).
 
     Returns:
         ``(report, out_dir)``.
@@ -374,27 +674,54 @@ def run_bench(
     Raises:
         BoardError: any problem with the bundle, the data, the DMA or the output folder.
     """
-    if n < 1 or batch_size < 1:
+    from board.registry import HOST, check_board, detect_board, normalise_board, resolve_bundle
+
+    if (n is not None and n < 1) or batch_size < 1:
         raise InputError(f"-n and --batch-size must be >= 1 (got {n}, {batch_size})")
-    bundle = load_bundle(bundle_dir)
+    running_on = normalise_board(board) if board else detect_board()
+    bundle = load_bundle(resolve_bundle(bundle_dir, running_on))
+    m = bundle.manifest
+    if reference != "only":
+        check_board(m, running_on, bundle.root)
+        if running_on == HOST and not m.emulated:
+            raise BoardError(
+                f"{bundle.root} holds a bitstream for the {m.board}: it runs on that board, not on this host. Run the "
+                "bench there (`python -m board remote-bench`, or ssh), or add --reference-only for the ONNX Runtime "
+                "figures on this machine"
+            )
+    if n is None:
+        n = default_n(m.emulated, reference)
+    if batch_sizes is None:
+        sizes = () if (m.emulated and reference != "only") else DEFAULT_BATCH_SIZES
+    else:
+        sizes = parse_batch_sizes(batch_sizes)
     test = load_split("test", directory=cifar10_dir).head(n)
     if len(test) < n:
         log.warning("only %d test images available; benchmarking those", len(test))
     log.info(
-        "benchmarking %s/%s on %d images (batch %d)",
-        bundle.manifest.board,
-        bundle.manifest.model_id,
+        "benchmarking %s/%s on %d images (batch %d%s) on %s",
+        m.board,
+        m.model_id,
         len(test),
         batch_size,
+        f", sweep {','.join(map(str, sizes))}" if sizes else "",
+        running_on,
     )
     report = benchmark(
-        bundle, test.images, test.labels, batch_size=batch_size, timeout_s=timeout_s, onnx_threads=onnx_threads
+        bundle,
+        test.images,
+        test.labels,
+        batch_size=batch_size,
+        timeout_s=timeout_s,
+        onnx_threads=onnx_threads,
+        batch_sizes=sizes,
+        sweep_images=sweep_images,
+        reference=reference,
+        power=power,
+        progress=progress,
+        running_on=running_on,
     )
-    out = (
-        Path(out_dir)
-        if out_dir is not None
-        else Path("build") / "reports" / bundle.manifest.board / bundle.manifest.model_id
-    )
-    json_path, md_path = write_report(report, out)
+    out = Path(out_dir) if out_dir is not None else Path("build") / "reports" / m.board / m.model_id
+    json_path, md_path = write_report(report, out, plots=plots)
     log.info("wrote %s and %s", json_path, md_path)
     return report, out

@@ -4,13 +4,20 @@ The bundle's ``reference.onnx`` is the quantized Keras model exported to ONNX (q
 Round/Min/Max/Mul), with input ``image`` of shape ``(None, 32, 32, 3)`` float32 (preprocessed pixels) and logits
 ``(N, 10)`` out. It gives the board a CPU baseline for accuracy and speed without TensorFlow.
 
-onnxruntime has no wheel for the PYNQ-Z2's 32-bit ARM (armv7l); there :class:`OnnxReference` raises
-:class:`~board.errors.ToolMissingError`, and the benchmark reports the reference as not available.
+onnxruntime has no wheel for the PYNQ-Z2's 32-bit ARM (armv7l), and building it from source on the board takes
+hours and gigabytes the board does not have. The decision: on armv7l the reference is skipped, not emulated.
+:class:`OnnxReference` raises :class:`~board.errors.ToolMissingError` with :data:`ARMV7L_MESSAGE`, the benchmark
+reports the reference as "not available" with that reason, and the FPGA figures are unaffected. The CPU figures
+for the same bundle and images come from ``python -m board bench --reference-only`` on a machine that has
+onnxruntime (a host or a ZCU104); that report says which machine measured them (they are not Cortex-A9 timings).
+The ``board`` extra installs onnxruntime only where ``platform_machine != "armv7l"``, so ``pip install .[board]``
+succeeds on the PYNQ-Z2.
 """
 
 from __future__ import annotations
 
 import os
+import platform
 import time
 from collections.abc import Mapping
 from typing import Any
@@ -22,7 +29,25 @@ from board.driver import BatchTiming
 from board.errors import BundleError, ToolMissingError
 from board.preprocess import Preprocessing, validate_pixels
 
-__all__ = ["OnnxReference"]
+__all__ = ["ARMV7L_MESSAGE", "OnnxReference", "onnxruntime_unavailable_reason"]
+
+ARMV7L_MESSAGE = (
+    "not available: no onnxruntime wheel for armv7l (32-bit ARM, e.g. the PYNQ-Z2's Cortex-A9); run "
+    "`python -m board bench --reference-only --bundle <bundle>` on a host or a ZCU104 for the CPU figures "
+    "(they are that machine's, not this board's)"
+)
+
+
+def onnxruntime_unavailable_reason(exc: BaseException | None = None, machine: str | None = None) -> str:
+    """Why the ONNX reference cannot run here: the armv7l decision, or onnxruntime missing elsewhere."""
+    machine = (machine or platform.machine()).lower()
+    if machine.startswith("armv7") or machine == "armhf":
+        return ARMV7L_MESSAGE
+    detail = f": {exc}" if exc is not None else ""
+    return (
+        "onnxruntime is not installed, so the ONNX reference is not available (pip install onnxruntime; PyPI has "
+        f"wheels for x86_64 and aarch64, not for 32-bit ARM){detail}"
+    )
 
 
 class OnnxReference:
@@ -57,10 +82,7 @@ class OnnxReference:
         try:
             import onnxruntime as ort
         except ImportError as exc:
-            raise ToolMissingError(
-                "onnxruntime is not installed, so the ONNX reference is not available (PyPI has no onnxruntime "
-                f"wheel for 32-bit ARM such as the PYNQ-Z2; on aarch64/x86_64: pip install onnxruntime): {exc}"
-            ) from exc
+            raise ToolMissingError(onnxruntime_unavailable_reason(exc)) from exc
         if isinstance(preprocessing, Mapping):
             preprocessing = Preprocessing.from_dict(preprocessing)
         self.preprocessing = preprocessing or Preprocessing()

@@ -111,8 +111,10 @@ def test_bench_end_to_end(make_bundle, cifar10_dir, tmp_path, capsys):
     assert agr["fpga_vs_onnx"]["agreement"] == 1.0 and agr["fpga_vs_onnx"]["max_abs_logit_diff"] == 0.0
     assert agr["fpga_vs_keras"] == {"images": 40, "agreement": 38 / 40}
     fpga = report["timing"]["fpga"]
-    assert fpga["batches"] == 3 and fpga["images"] == 50 and fpga["images_per_s"] > 0
-    assert report["timing"]["onnx"]["images"] == 50
+    # 50 images at batch 20: 20 + 20 + 10; the first batch is a warm-up, timed are the other two.
+    assert fpga["batches"] == 2 and fpga["images"] == 30 and fpga["images_per_s"] > 0
+    assert fpga["warmup_batches_excluded"] == 1 and fpga["batch_images"] == [20, 10]
+    assert report["timing"]["onnx"]["images"] == 30
     assert report["bundle"]["tool_versions"] == {"hls4ml": "toy"}
     assert set(report["environment"]) >= {"python", "numpy", "pynq", "onnxruntime", "machine"}
     assert any("first 40 of the 50" in note for note in report["notes"])
