@@ -20,7 +20,9 @@ from training.models import create_model
 def throughput(name: str, quant: str | None, steps: int, batch: int) -> float:
     """Images/s of ``steps`` SGD steps at batch ``batch`` (after one warm-up step)."""
     model = create_model(name, quant=quant)
-    model.compile(keras.optimizers.SGD(0.01, momentum=0.9), keras.losses.SparseCategoricalCrossentropy(from_logits=True))
+    model.compile(
+        keras.optimizers.SGD(0.01, momentum=0.9), keras.losses.SparseCategoricalCrossentropy(from_logits=True)
+    )
     rng = np.random.default_rng(0)
     x = rng.random((batch * steps, 32, 32, 3), dtype=np.float32)
     y = rng.integers(0, 10, batch * steps)
