@@ -32,7 +32,7 @@ MODEL_DIR := build/models/$(MODEL_ID)
 BUNDLE := overlays/$(BOARD)/$(MODEL_ID)
 REPORT_DIR := build/reports/$(BOARD)/$(MODEL_ID)
 
-.PHONY: help env demo train bundle bench bitstream experiment bench-training test test-slow test-vivado lint format clean clean-demo
+.PHONY: help env demo train bundle bench bitstream experiment bench-training bench-sweep test test-slow test-vivado lint format clean clean-demo
 
 help:
 	@echo "make demo        train $(MODEL) <$(QUANT)>, build its emulated $(BOARD) overlay, benchmark it (N=$(N) images)"
@@ -40,7 +40,9 @@ help:
 	@echo "make test-slow   the slow tests too (longer training and C-simulation runs)"
 	@echo "make bitstream   HLS + Vivado for $(BUNDLE): adds .bit/.hwh + measured resources (needs Xilinx tools)"
 	@echo "make experiment  GRID=training/grids/<grid>.yaml OUT=results/<name>: trials over a grid, tables + plots"
+	@echo "                 SCHEDULER=auto|ray|inline WORKERS=2 ADDRESS=host:6379 RETRIES=1 (Ray: local or a cluster)"
 	@echo "make bench-training  training images/s of the ResNets on this machine"
+	@echo "make bench-sweep     the same small grid with 1 and 2 Ray workers: wall time and ratio"
 	@echo "make lint        ruff check + format check"
 	@echo "make clean-demo  forget the demo's model, bundle and report (the next demo starts from scratch)"
 
@@ -78,8 +80,17 @@ bitstream: $(BUNDLE)/manifest.json | $(HOST_VENV)/.done
 # Experiments: N trials over a grid of configs (resumable: run the same command again after a crash).
 GRID ?= training/grids/resnet20_short.yaml
 OUT ?= results/$(basename $(notdir $(GRID)))
+# Each (config, trial) is a Ray task: a private local Ray by default, a cluster with ADDRESS=host:port (or
+# $RAY_ADDRESS), or inline with SCHEDULER=inline.
+SCHEDULER ?= auto
+WORKERS ?=
+ADDRESS ?=
+RETRIES ?=
 experiment: | $(HOST_VENV)/.done
-	$(HOST_PY) -m training experiment --grid $(GRID) --out $(OUT)
+	$(HOST_PY) -m training experiment --grid $(GRID) --out $(OUT) --scheduler $(SCHEDULER) $(if $(WORKERS),--workers $(WORKERS)) $(if $(ADDRESS),--address $(ADDRESS)) $(if $(RETRIES),--retries $(RETRIES))
+
+bench-sweep: | $(HOST_VENV)/.done
+	$(HOST_PY) benchmarks/sweep_scaling.py
 
 bench-training: | $(HOST_VENV)/.done
 	$(HOST_PY) benchmarks/training_throughput.py

@@ -1,4 +1,4 @@
-"""Command line: ``python -m training train|list-models ...``."""
+"""Command line: ``python -m training train|experiment|compress|list-models ...``."""
 
 from __future__ import annotations
 
@@ -51,6 +51,24 @@ def main(argv: list[str] | None = None) -> int:
     ex = sub.add_parser("experiment", help="run N trials over a grid of configs; write tables and plots")
     ex.add_argument("--grid", required=True, help="grid file (YAML or JSON), see training/experiments.py")
     ex.add_argument("--out", required=True, help="sweep folder (re-run the same command to resume)")
+    ex.add_argument(
+        "--scheduler",
+        choices=["auto", "ray", "inline"],
+        default="auto",
+        help="ray: every run a Ray task (a local instance, or the cluster at --address); inline: one run after the "
+        "other in this process; auto (default): ray when installed, else inline",
+    )
+    ex.add_argument(
+        "--address",
+        help="existing Ray cluster, host:port of its head or ray://host:10001 (default: $RAY_ADDRESS when set, else "
+        "a local instance on this machine; 'local' forces one). Give --out as a path every node sees",
+    )
+    ex.add_argument("--workers", type=int, help="runs at once (local Ray: default CPUs // cpus_per_run)")
+    ex.add_argument("--retries", type=int, help="attempts after a failed run (default: the grid's `retries`, 0)")
+    co = sub.add_parser("compress", help="Deep Compression: prune, retrain, share weights, fine-tune, Huffman-code")
+    from training.compression.cli import add_cli_arguments
+
+    add_cli_arguments(co)
     args = parser.parse_args(argv)
     # Our progress at INFO; other libraries (QKeras, tf2onnx) only when they warn.
     logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(name)s: %(message)s", datefmt="%H:%M:%S")
@@ -63,20 +81,35 @@ def main(argv: list[str] | None = None) -> int:
     if args.command == "list-models":
         print("\n".join(list_models()))
         return 0
+    if args.command == "compress":
+        from training.compression.cli import run_cli
+
+        return run_cli(args, argv)
     from training.train import ConfigMismatchError, TrainConfig, train
 
     if args.command == "experiment":
-        from training.experiments import Grid, GridError, run_grid, summarize
+        from training.experiments import Grid, GridError, summarize
+        from training.sweep import SweepError, make_scheduler, run_sweep
 
+        if args.retries is not None and args.retries < 0:
+            parser.error("--retries must be >= 0")
         try:
-            records = run_grid(Grid.load(args.grid), args.out)
-        except (BoardError, GridError, ConfigMismatchError, ValueError, OSError) as exc:
+            grid = Grid.load(args.grid)  # every config is validated here, before anything starts
+            scheduler = make_scheduler(args.scheduler, args.address, args.workers)
+            report = run_sweep(grid, args.out, scheduler, retries=args.retries)
+        except (BoardError, GridError, SweepError, ConfigMismatchError, ValueError, OSError) as exc:
             print(f"error: {exc}", file=sys.stderr)
             return 2
         except KeyboardInterrupt:
             print("interrupted; run the same command again to resume the sweep", file=sys.stderr)
             return 130
-        print(json.dumps(summarize(records), indent=2))
+        print(json.dumps(summarize(report.records), indent=2))
+        if report.failed:
+            for key, error in report.failed.items():
+                print(f"error: {key}: {error}", file=sys.stderr)
+            print(f"{len(report.failed)} runs failed (details in {args.out}/sweep.json); the tables hold the others. "
+                  "Run the same command again to retry them.", file=sys.stderr)  # fmt: skip
+            return 1
         return 0
 
     try:

@@ -14,10 +14,16 @@ and the shared schedule::
     skip_every_epochs: 3
     kd_loss: tailor
 
+    cpus_per_run: 1          # scheduling (not part of the sweep's identity): CPUs (= TensorFlow threads) per run,
+    gpus_per_run: 0          # GPUs per run, and attempts after a failed run
+    retries: 0
+
 Every (config, trial) is one training run in ``<out>/runs/<config_id>/trial<k>/`` with its own resolved config,
-seed (``seed + k``), versions, history and checkpoints. A finished run (``metrics.json`` of the same config) is
-never redone, and an unfinished one resumes from its checkpoint, so a sweep killed at any point is finished by
-running the same command again. ``<out>/sweep.json`` records the grid; a folder holding another grid is refused.
+seed (``seed + k``), versions, history and checkpoints, run as a task of :mod:`training.sweep` (inline, or on
+Ray: a local instance or a cluster). A finished run (its ``result.json`` record, of the same config) is never
+redone, and an unfinished one resumes from its checkpoint, so a sweep killed at any point is finished by running
+the same command again. ``<out>/sweep.json`` records the grid and every run's status; a folder holding another grid
+is refused.
 
 Outputs: ``summary.csv`` and ``summary.md`` (per config: trials, mean and std of the max and final test top-1),
 ``accuracy_per_epoch.png`` (train and test top-1 per epoch, mean over trials) and, for skip methods,
@@ -30,13 +36,17 @@ import csv
 import json
 import logging
 import os
-from dataclasses import asdict, dataclass, field, fields, replace
+from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 log = logging.getLogger(__name__)
+
+
+#: Grid keys that say how runs are scheduled, not what they compute: changing them keeps the sweep the same.
+SCHEDULING_KEYS = ("cpus_per_run", "gpus_per_run", "retries")
 
 
 class GridError(ValueError):
@@ -56,6 +66,10 @@ class Grid:
         teacher: ``auto`` (the same model and quant trained ``plain`` in this sweep, same trial) or a model.h5 path.
         epochs, recipe, batch_size, lr_peak, seed, kd_loss, kd_temperature, kd_alpha, skip_every_epochs,
             train_limit, test_limit: passed to every run's ``TrainConfig``.
+        cpus_per_run: CPUs each run asks for; also its TensorFlow threads (inline too), so a run computes the
+            same numbers wherever it runs.
+        gpus_per_run: GPUs each run asks for (Ray; fractions share a GPU).
+        retries: attempts after a failed run before it is reported as failed.
     """
 
     name: str
@@ -75,6 +89,9 @@ class Grid:
     skip_every_epochs: int = 3
     train_limit: int = 0
     test_limit: int = 0
+    cpus_per_run: int = 1
+    gpus_per_run: float = 0
+    retries: int = 0
 
     @classmethod
     def load(cls, path: str | os.PathLike) -> Grid:
@@ -107,6 +124,10 @@ class Grid:
             raise GridError(f"incomplete grid: {exc}") from exc
         if grid.trials < 1:
             raise GridError(f"trials must be >= 1, got {grid.trials}")
+        if not isinstance(grid.cpus_per_run, int) or grid.cpus_per_run < 1:
+            raise GridError(f"cpus_per_run must be a whole number >= 1, got {grid.cpus_per_run!r}")
+        if grid.gpus_per_run < 0 or grid.retries < 0:
+            raise GridError(f"gpus_per_run and retries must be >= 0, got {grid.gpus_per_run}, {grid.retries}")
         from training.quant import QuantSpec
         from training.train import METHODS
 
@@ -123,6 +144,10 @@ class Grid:
             if not cfgs:
                 raise GridError(f"{cfg_id}: no runs")
         return grid
+
+    def identity(self) -> dict[str, Any]:
+        """What makes two sweeps the same: every setting but the scheduling ones (JSON form)."""
+        return grid_identity(asdict(self))
 
     def runs(self) -> dict[str, list[Any]]:
         """``{config_id: [TrainConfig per trial]}``, validated (raises GridError on a bad model, quant or method)."""
@@ -170,6 +195,11 @@ class Grid:
         return out
 
 
+def grid_identity(grid: dict[str, Any]) -> dict[str, Any]:
+    """The identity of a grid given as a dict (e.g. read from an older ``sweep.json``)."""
+    return json.loads(json.dumps({k: v for k, v in grid.items() if k not in SCHEDULING_KEYS}))
+
+
 def _yaml(text: str) -> Any:
     import yaml
 
@@ -196,71 +226,64 @@ class RunRecord:
     history: dict[str, list[float]] = field(default_factory=dict)
 
 
-def run_grid(grid: Grid, out_dir: str | os.PathLike, train_fn=None) -> list[RunRecord]:
+def run_grid(grid: Grid, out_dir: str | os.PathLike, train_fn=None, scheduler=None, retries: int | None = None
+             ) -> list[RunRecord]:  # fmt: skip
     """Run every missing (config, trial) of ``grid`` under ``out_dir`` and write the tables and plots.
 
     Args:
         grid: the sweep.
         out_dir: the sweep folder.
         train_fn: ``train(cfg, out_dir)`` to call (default ``training.train.train``).
+        scheduler: a :class:`training.sweep.Scheduler` (default: inline, one run after the other in this process).
+        retries: attempts after a failed run (default: the grid's ``retries``).
 
     Returns:
-        The records of every run of the grid.
+        The records of every finished run of the grid (failed runs are in ``sweep.json`` with their error).
 
     Raises:
         GridError: ``out_dir`` holds another grid.
+        training.sweep.SweepError: the scheduler cannot start.
     """
-    from training.train import train
+    from training.sweep import run_sweep
 
-    train_fn = train_fn or train
-    out = Path(out_dir)
-    runs = grid.runs()  # validates everything before anything is written
-    sweep_file = out / "sweep.json"
-    if sweep_file.is_file():
-        saved = json.loads(sweep_file.read_text())
-        if saved.get("grid") != json.loads(json.dumps(asdict(grid))):
-            raise GridError(f"{out} holds another sweep ({saved.get('grid', {}).get('name')!r}); use another folder")
-    out.mkdir(parents=True, exist_ok=True)
-    tmp = sweep_file.with_suffix(".tmp")
-    tmp.write_text(json.dumps({"grid": asdict(grid), "configs": list(runs)}, indent=2) + "\n")
-    os.replace(tmp, sweep_file)
-
-    total = sum(len(c) for c in runs.values())
-    done = 0
-    for cfg_id, cfgs in runs.items():
-        for trial, cfg in enumerate(cfgs):
-            done += 1
-            run_dir = out / "runs" / cfg_id / f"trial{trial}"
-            if cfg.teacher and cfg.teacher.startswith("@"):
-                cfg = replace(cfg, teacher=str(out / "runs" / cfg.teacher[1:] / "model.h5"))
-            if _finished(run_dir):
-                log.info("[%d/%d] %s trial %d: done already", done, total, cfg_id, trial)
-                continue
-            log.info("[%d/%d] %s trial %d", done, total, cfg_id, trial)
-            train_fn(cfg, run_dir)
-    records = collect(out)
-    write_summary(records, out, grid.name)
-    return records
-
-
-def _finished(run_dir: Path) -> bool:
-    return (run_dir / "metrics.json").is_file() and (run_dir / "model.h5").is_file()
+    return run_sweep(grid, out_dir, scheduler, train_fn, retries).records
 
 
 def collect(out_dir: str | os.PathLike) -> list[RunRecord]:
-    """Read every finished run under ``<out_dir>/runs``."""
+    """Read every finished run under ``<out_dir>/runs`` from its record (``result.json``).
+
+    A record whose config fingerprint differs from the one ``sweep.json`` lists for that run is left out (it is
+    not this sweep's). Runs of sweeps written before records existed are read from their ``metrics.json``.
+    """
+    from training.sweep import RECORD, read_manifest
+
+    out = Path(out_dir)
+    manifest = read_manifest(out) or {}
+    expected = {k: v.get("fingerprint") for k, v in manifest.get("runs", {}).items() if isinstance(v, dict)}
     records = []
-    for metrics_path in sorted(Path(out_dir).glob("runs/*/trial*/metrics.json")):
-        run_dir = metrics_path.parent
-        metrics = json.loads(metrics_path.read_text())
-        config = json.loads((run_dir / "config.json").read_text())["config"]
-        history_path = run_dir / "history_partial.json"
-        history = json.loads(history_path.read_text()) if history_path.is_file() else {}
+    for run_dir in sorted({p.parent for p in out.glob("runs/*/trial*/metrics.json")}
+                          | {p.parent for p in out.glob(f"runs/*/trial*/{RECORD}")}):  # fmt: skip
+        key = f"{run_dir.parent.name}/{run_dir.name}"
+        trial = int(run_dir.name.removeprefix("trial"))
+        record_path = run_dir / RECORD
+        if record_path.is_file():
+            record = json.loads(record_path.read_text())
+            if key in expected and record.get("fingerprint") != expected[key]:
+                log.warning("%s: record of another config; left out of the tables", record_path)
+                continue
+            metrics, history, seed = record["result"]["metrics"], record["result"]["history"], record["seed"]
+        else:  # an older sweep's run
+            if expected:  # this sweep records its runs: one without a record is not finished
+                continue
+            metrics = json.loads((run_dir / "metrics.json").read_text())
+            seed = json.loads((run_dir / "config.json").read_text())["config"]["seed"]
+            history_path = run_dir / "history_partial.json"
+            history = json.loads(history_path.read_text()) if history_path.is_file() else {}
         records.append(
             RunRecord(
                 config_id=run_dir.parent.name,
-                trial=int(run_dir.name.removeprefix("trial")),
-                seed=config["seed"],
+                trial=trial,
+                seed=seed,
                 test_top1_max=metrics["test_top1_max"],
                 test_top1_final=metrics["test_top1_final"],
                 epochs=metrics["epochs"],
