@@ -8,6 +8,7 @@ from __future__ import annotations
 import argparse
 import logging
 import sys
+from pathlib import Path
 
 from board.errors import BoardError
 
@@ -24,13 +25,19 @@ def main(argv: list[str] | None = None) -> int:
     b.add_argument("--reuse-factor", type=int, default=64)
     b.add_argument("--gate-images", type=int, default=100, help="test images for the C-sim vs Keras gate")
     b.add_argument("--min-agreement", type=float, default=0.98)
+    b.add_argument(
+        "--plan", default=None, help="per-layer ReuseFactor/Strategy from `plan --json FILE` (its layer_config)"
+    )
     _add_bitstream_parser(sub)
+    _add_estimate_parsers(sub)
     args = parser.parse_args(argv)
     # Our progress at INFO; other libraries (QKeras, tf2onnx) only when they warn.
     logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(name)s: %(message)s", datefmt="%H:%M:%S")
     logging.getLogger("hls_build").setLevel(logging.INFO)
     if args.command == "bitstream":
         return _bitstream(args)
+    if args.command in ("estimate", "plan", "calibrate"):
+        return _estimate_commands(args)
 
     from hls_build.boards import BOARDS
     from hls_build.build import BuildError, BuildOptions, build_bundle
@@ -40,13 +47,21 @@ def main(argv: list[str] | None = None) -> int:
     if args.board not in BOARDS:
         print(f"error: unknown board {args.board!r}; this build supports: {', '.join(BOARDS)}", file=sys.stderr)
         return 2
-    options = BuildOptions(
-        settings=HlsSettings(board=args.board, reuse_factor=args.reuse_factor),
-        gate_images=args.gate_images,
-        min_agreement=args.min_agreement,
-    )
     try:
+        layer_config = {}
+        if args.plan:
+            import json
+
+            layer_config = json.loads(Path(args.plan).read_text())["layer_config"]
+        options = BuildOptions(
+            settings=HlsSettings(board=args.board, reuse_factor=args.reuse_factor, layer_config=layer_config),
+            gate_images=args.gate_images,
+            min_agreement=args.min_agreement,
+        )
         path = build_bundle(args.model_dir, args.overlays, args.work_dir, options)
+    except (KeyError, ValueError) as exc:
+        print(f"error: --plan {args.plan}: not a plan with a layer_config ({exc})", file=sys.stderr)
+        return 2
     except (BoardError, BuildError, CSimBuildError, FileNotFoundError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
@@ -115,6 +130,160 @@ def _bitstream(args: argparse.Namespace) -> int:
         return 130
     print(path)
     return 0
+
+
+def _add_estimate_parsers(sub: argparse._SubParsersAction) -> None:
+    """``estimate``, ``plan`` and ``calibrate``: pre-synthesis ESTIMATES (see hls_build/README.md, "Estimates")."""
+    epilog = (
+        "All figures are ESTIMATES made before synthesis by hls_build.estimate (calibration and typical error in "
+        "hls_build/README.md). Exit codes: 0 done (plan: it fits), 1 plan: nothing fits, 2 bad input."
+    )
+
+    def source_args(p: argparse.ArgumentParser, bundle: bool) -> None:
+        src = p.add_mutually_exclusive_group(required=True)
+        src.add_argument("--model-dir", help="training output folder (model.h5); converted with hls4ml first")
+        src.add_argument("--model", help="a registered model name, untrained (e.g. resnet20); with --quant")
+        if bundle:
+            src.add_argument("--bundle", help="overlay bundle folder: read its hls/ firmware (no hls4ml needed)")
+        p.add_argument("--quant", default="<8,3>", help="fixed-point spec for --model (default <8,3>)")
+        p.add_argument(
+            "--board", default=None, help="board to compare with (default pynq-z2, or the bundle's; estimate: 'all')"
+        )
+        p.add_argument("--reuse-factor", type=int, default=64, help="ReuseFactor for the conversion (default 64)")
+        p.add_argument("--strategy", default="Resource", choices=("Resource", "Latency"))
+        p.add_argument("--clock-mhz", type=float, default=None, help="clock for times and rates")
+        p.add_argument(
+            "--hls-tool",
+            default="vitis",
+            choices=("vitis", "vivado_hls"),
+            help="how stream FIFOs are built (Vitis HLS: one per stream; Vivado HLS: one per channel)",
+        )
+        p.add_argument("--work-dir", default=None, help="where the converted hls4ml project goes (default: temp)")
+        p.add_argument("--json", default=None, help="also write the result as JSON to this file")
+
+    e = sub.add_parser(
+        "estimate",
+        help="pre-synthesis resource/latency ESTIMATE per layer against a board's budget",
+        description="Print the ESTIMATE table (Name / BRAM_18K / DSP48E / FF / LUT / URAM, Total, Available, "
+        "Utilization %) of a converted model or an existing bundle, with the interval, latency and images/s.",
+        epilog=epilog,
+    )
+    source_args(e, bundle=True)
+    pl = sub.add_parser(
+        "plan",
+        help="choose per-layer ReuseFactor, strategy and FIFO depths that fit a board by the ESTIMATE",
+        description="Search per-layer ReuseFactor/Strategy and FIFO depths so that the ESTIMATE fits the board with "
+        "--margin headroom on every resource while maximizing modeled throughput.",
+        epilog=epilog,
+    )
+    source_args(pl, bundle=False)
+    pl.add_argument("--margin", type=float, default=0.1, help="headroom kept on every resource (default 0.1)")
+    c = sub.add_parser(
+        "calibrate",
+        help="rebuild the published designs of hls_build/calibration.json and recompute the estimate's error",
+        epilog=epilog,
+    )
+    c.add_argument("--write", action="store_true", help="write the refitted coefficients and errors back")
+    c.add_argument("--work-dir", default=None)
+
+
+def _estimate_commands(args: argparse.Namespace) -> int:
+    import json
+    import tempfile
+    from pathlib import Path
+
+    from hls_build import estimate as est_mod
+
+    if args.command == "calibrate":
+        data = est_mod.calibrate(work_dir=args.work_dir, write=args.write)
+        print(json.dumps({"coefficients": data["model"]["coefficients"], "errors": data["errors"]}, indent=1))
+        return 0
+    from hls_build.boards import board_spec
+
+    try:
+        if args.board is not None and not (args.board == "all" and args.command == "estimate"):
+            board_spec(args.board)
+        if getattr(args, "bundle", None):
+            graph = est_mod.graph_from_bundle(args.bundle, hls_tool=args.hls_tool)
+            board = args.board or json.loads((Path(args.bundle) / "manifest.json").read_text()).get("board")
+            return _print_estimate(args, graph, board or "pynq-z2")
+        board = args.board or "pynq-z2"
+        from hls_build.config import HlsSettings
+
+        settings = HlsSettings(
+            board="pynq-z2" if board == "all" else board,
+            reuse_factor=args.reuse_factor,
+            strategy=args.strategy,
+            clock_mhz=args.clock_mhz or 100.0,
+        )
+        with tempfile.TemporaryDirectory(dir=args.work_dir) as tmp:
+            model = _load_model_for_estimate(args)
+            hls_model = est_mod.convert_keras_model(model, settings, args.work_dir or tmp)
+            graph = est_mod.graph_from_hls_model(
+                hls_model, clock_mhz=settings.clock_mhz, hls_tool=args.hls_tool, write=False
+            )
+        if args.command == "estimate":
+            return _print_estimate(args, graph, board)
+        return _print_plan(args, graph, board)
+    except (BoardError, est_mod.EstimateError, FileNotFoundError, ValueError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+
+
+def _load_model_for_estimate(args: argparse.Namespace):
+    if args.model_dir:
+        from pathlib import Path
+
+        from training.train import load_trained_model
+
+        path = Path(args.model_dir) / "model.h5"
+        if not path.is_file():
+            raise FileNotFoundError(f"{path} not found")
+        return load_trained_model(path)
+    from training.models import create_model
+
+    return create_model(args.model, quant=args.quant)
+
+
+def _print_estimate(args: argparse.Namespace, graph, board: str) -> int:
+    import json
+
+    from hls_build.boards import BOARDS
+    from hls_build.estimate import estimate_design, format_table
+
+    results = []
+    for name in BOARDS if board == "all" else [board]:
+        est = estimate_design(graph, name, clock_mhz=args.clock_mhz, check=not results)
+        print(format_table(est))
+        results.append(est.to_dict())
+    if args.json:
+        with open(args.json, "w") as f:
+            json.dump(results if board == "all" else results[0], f, indent=1, default=str)
+    return 0
+
+
+def _print_plan(args: argparse.Namespace, graph, board: str) -> int:
+    import json
+
+    from hls_build.estimate import format_table
+    from hls_build.planner import plan_design
+
+    plan = plan_design(graph, board, margin=args.margin, clock_mhz=args.clock_mhz)
+    print(format_table(plan.estimate))
+    verdict = "fits" if plan.fits else "does NOT fit"
+    print(f"PLAN ({verdict} {plan.board.name} with {plan.margin:.0%} margin, ESTIMATE): "
+          f"{plan.images_per_s:.1f} images/s, latency {plan.latency_ms:.3f} ms")  # fmt: skip
+    print("layer_config (for build_hls_config):")
+    for name, cfg in plan.layer_config.items():
+        print(f"  {name}: {cfg}")
+    deep = {k: v for k, v in plan.fifo_depths.items() if v > 3}
+    print(f"FIFO depths: {len(plan.fifo_depths)} streams, chain streams 1-3, deeper ones: {deep}")
+    for note in plan.notes:
+        print(f"note: {note}")
+    if args.json:
+        with open(args.json, "w") as f:
+            json.dump(plan.to_dict(), f, indent=1, default=str)
+    return 0 if plan.fits else 1
 
 
 if __name__ == "__main__":

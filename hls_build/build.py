@@ -32,6 +32,7 @@ from board.cifar10 import CLASSES, Split, load_split
 from hls_build.boards import board_spec, hls_overrides_for
 from hls_build.config import OUTPUT_FIXED_POINT, HlsSettings, build_hls_config
 from hls_build.csim import CSimLibrary, compile_library, fix_generated_sources
+from hls_build.estimate import estimate_design, graph_from_project
 from hls_build.firmware_graph import write_firmware_graph
 from hls_build.vivado import fix_generated_project
 from training.data import INPUT_FIXED_POINT, preprocess, preprocessing_spec
@@ -176,6 +177,13 @@ def build_bundle(
     )  # fmt: skip
     firmware_graph = write_firmware_graph(hls_model, staging / "firmware")  # for board.fast_emulator
     times["convert"] = time.perf_counter() - t
+    # ESTIMATED resources of the accelerator before any synthesis, recorded as such in the manifest.
+    estimate = estimate_design(
+        graph_from_project(hls_dir, PROJECT_NAME, clock_mhz=settings.clock_mhz, part=board_spec(settings.board).part),
+        settings.board,
+    )
+    log.info("estimate (pre-synthesis): %s", ", ".join(f"{k} {v:.0f}%" for k, v in estimate.utilization().items()
+                                                        if v is not None))  # fmt: skip
 
     t = time.perf_counter()
     log.info("compiling the C-simulation (g++)")
@@ -251,6 +259,7 @@ def build_bundle(
             # hls4ml converts a ZCU104 as its ZCU102 and fix_generated_project corrects the part: record the board's.
             "part": board_spec(settings.board).part,
             "generated_file_fixes": fixes,
+            "layer_config": {k: dict(v) for k, v in settings.layer_config.items()},
             "firmware_graph": Path(firmware_graph["graph"]).relative_to(staging).as_posix(),
             "firmware_weights": Path(firmware_graph["weights"]).relative_to(staging).as_posix(),
         },
@@ -265,7 +274,7 @@ def build_bundle(
             "training_epochs": train_metrics.get("epochs"),
             "measured_on": "host (Keras and hls4ml C-simulation; no FPGA)",
         },
-        resources={},
+        resources={"estimate": estimate.to_manifest_entry()},
         tool_versions=_tool_versions(),
         classes=list(CLASSES),
         created_utc=dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),

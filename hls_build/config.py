@@ -13,7 +13,8 @@ back to its 16-bit default and lose bits or wrap, the types are set here, each w
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 from typing import Any
 
 from training.data import INPUT_FIXED_POINT
@@ -34,6 +35,8 @@ class HlsSettings:
         reuse_factor: hls4ml ReuseFactor for every layer (multipliers are shared this many times).
         strategy: ``Latency`` or ``Resource``.
         io_type: hls4ml I/O type; the AXI-stream accelerator needs ``io_stream``.
+        layer_config: per-layer ``ReuseFactor`` / ``Strategy`` overrides, e.g. a fit plan's
+            (``python -m hls_build plan``); they win over ``reuse_factor`` and ``strategy``.
     """
 
     board: str = "pynq-z2"
@@ -41,6 +44,7 @@ class HlsSettings:
     reuse_factor: int = 64
     strategy: str = "Resource"
     io_type: str = "io_stream"
+    layer_config: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
 
     @property
     def clock_period_ns(self) -> float:
@@ -83,4 +87,11 @@ def build_hls_config(model: keras.Model, settings: HlsSettings) -> dict[str, Any
             prec["result"] = WIDE_RESULT_PRECISION
         elif kind in ("Dense", "QDense") and layer is model.layers[-1]:
             prec.update(result=OUTPUT_FIXED_POINT, accum=WIDE_RESULT_PRECISION)
+    for name, overrides in settings.layer_config.items():
+        if name not in layers:
+            raise ValueError(f"layer_config names {name!r}, which is not a layer of {model.name}")
+        unknown = set(overrides) - {"ReuseFactor", "Strategy"}
+        if unknown:
+            raise ValueError(f"layer_config[{name!r}]: only ReuseFactor and Strategy can be set, got {sorted(unknown)}")
+        layers[name].update(overrides)
     return cfg
