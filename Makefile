@@ -64,8 +64,15 @@ $(BOARD_VENV)/.done: requirements/board.txt
 $(MODEL_DIR)/model.h5: | $(HOST_VENV)/.done
 	$(HOST_PY) -m training train --model $(MODEL) --quant '<$(QUANT)>' --epochs $(EPOCHS) --out $(MODEL_DIR)
 
-$(BUNDLE)/manifest.json: $(MODEL_DIR)/model.h5 | $(HOST_VENV)/.done
-	$(HOST_PY) -m hls_build bundle --model-dir $(MODEL_DIR) --board $(BOARD)
+# The fit planner picks per-layer ReuseFactor/Strategy/FIFO depths so the design fits the board by the
+# (pre-synthesis) estimate; the bundle is built with that plan.
+PLAN := build/plans/$(BOARD)/$(MODEL_ID).json
+$(PLAN): $(MODEL_DIR)/model.h5 | $(HOST_VENV)/.done
+	@mkdir -p $(dir $@)
+	$(HOST_PY) -m hls_build plan --model-dir $(MODEL_DIR) --board $(BOARD) --json $@
+
+$(BUNDLE)/manifest.json: $(MODEL_DIR)/model.h5 $(PLAN) | $(HOST_VENV)/.done
+	$(HOST_PY) -m hls_build bundle --model-dir $(MODEL_DIR) --board $(BOARD) --plan $(PLAN)
 
 train: $(MODEL_DIR)/model.h5
 bundle: $(BUNDLE)/manifest.json

@@ -48,13 +48,19 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: unknown board {args.board!r}; this build supports: {', '.join(BOARDS)}", file=sys.stderr)
         return 2
     try:
-        layer_config = {}
+        layer_config, fifo_depths = {}, {}
         if args.plan:
             import json
 
-            layer_config = json.loads(Path(args.plan).read_text())["layer_config"]
+            plan = json.loads(Path(args.plan).read_text())
+            layer_config, fifo_depths = plan["layer_config"], plan.get("fifo_depths_by_output", {})
+            if plan.get("board") not in (None, args.board):
+                raise ValueError(f"the plan is for {plan['board']}, not {args.board}")
+        settings = HlsSettings(
+            board=args.board, reuse_factor=args.reuse_factor, layer_config=layer_config, fifo_depths=fifo_depths
+        )
         options = BuildOptions(
-            settings=HlsSettings(board=args.board, reuse_factor=args.reuse_factor, layer_config=layer_config),
+            settings=settings,
             gate_images=args.gate_images,
             min_agreement=args.min_agreement,
         )

@@ -167,6 +167,11 @@ def build_bundle(
         clock_period=settings.clock_period_ns,
         **hls_overrides_for(settings.board),
     )
+    for var, depth in settings.fifo_depths.items():
+        if var not in hls_model.output_vars:
+            raise BuildError(f"the plan's FIFO depths name {var!r}, which is not a stream of this design")
+        # How hls4ml's own FIFO-depth optimization sets a stream's depth.
+        hls_model.output_vars[var].pragma = ("stream", int(depth))
     hls_model.write()
     in_bits = 8 * np.dtype(_container(INPUT_FIXED_POINT)).itemsize
     out_bits = 8 * np.dtype(_container(OUTPUT_FIXED_POINT)).itemsize
@@ -260,6 +265,8 @@ def build_bundle(
             "part": board_spec(settings.board).part,
             "generated_file_fixes": fixes,
             "layer_config": {k: dict(v) for k, v in settings.layer_config.items()},
+            "fifo_depths": dict(settings.fifo_depths),
+            "fifo_depths_source": "fit plan (analytic, not co-simulated)" if settings.fifo_depths else "hls4ml default",
             "firmware_graph": Path(firmware_graph["graph"]).relative_to(staging).as_posix(),
             "firmware_weights": Path(firmware_graph["weights"]).relative_to(staging).as_posix(),
         },

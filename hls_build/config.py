@@ -37,6 +37,9 @@ class HlsSettings:
         io_type: hls4ml I/O type; the AXI-stream accelerator needs ``io_stream``.
         layer_config: per-layer ``ReuseFactor`` / ``Strategy`` overrides, e.g. a fit plan's
             (``python -m hls_build plan``); they win over ``reuse_factor`` and ``strategy``.
+        fifo_depths: depth of the stream after each hls4ml output variable, from a fit plan; empty keeps
+            hls4ml's defaults (safe, large). Planned depths are analytic: check them with C/RTL co-simulation
+            before trusting a bitstream (the C-simulation cannot deadlock, so it does not test them).
     """
 
     board: str = "pynq-z2"
@@ -45,6 +48,7 @@ class HlsSettings:
     strategy: str = "Resource"
     io_type: str = "io_stream"
     layer_config: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
+    fifo_depths: Mapping[str, int] = field(default_factory=dict)
 
     @property
     def clock_period_ns(self) -> float:

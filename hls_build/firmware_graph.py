@@ -25,6 +25,7 @@ The consumer is ``board.fast_emulator`` (numpy only, runs on the board).
 from __future__ import annotations
 
 import json
+import logging
 import math
 import re
 from pathlib import Path
@@ -44,6 +45,8 @@ __all__ = [
     "write_firmware_graph",
 ]
 
+log = logging.getLogger(__name__)
+
 GRAPH_FORMAT = "hls4ml-firmware-graph"
 GRAPH_VERSION = 1
 GRAPH_FILE = "graph.json"
@@ -55,6 +58,10 @@ _MAX_WEIGHT_WIDTH = 62
 
 class FirmwareGraphError(RuntimeError):
     """The hls4ml model and the generated C++ disagree, or the model holds a type the export cannot represent."""
+
+
+class UnsupportedLayer(FirmwareGraphError):
+    """A layer the export can describe only partly (unknown kernel, binary weights): recorded with ``op: null``."""
 
 
 # ------------------------------------------------------------------------------------------------------ types
@@ -122,8 +129,16 @@ def parse_cpp_type(text: str) -> dict[str, Any]:
 
 def _precision_dict(precision: Any) -> dict[str, Any]:
     """The JSON record of an hls4ml precision object (the same keys as :func:`parse_cpp_type`)."""
-    from hls4ml.model.types import FixedPrecisionType, IntegerPrecisionType
+    from hls4ml.model.types import (
+        ExponentPrecisionType,
+        FixedPrecisionType,
+        IntegerPrecisionType,
+        XnorPrecisionType,
+    )
 
+    if isinstance(precision, (XnorPrecisionType, ExponentPrecisionType)):
+        # Binary / power-of-two weights: recorded, and the engine refuses layers that use them.
+        return {"cpp": precision.definition_cpp(), "kind": type(precision).__name__}
     if isinstance(precision, FixedPrecisionType):
         d = {
             "cpp": precision.definition_cpp(),
@@ -135,7 +150,7 @@ def _precision_dict(precision: Any) -> dict[str, Any]:
             "saturation": _mode(precision.saturation_mode.name),
             "saturation_bits": int(precision.saturation_bits or 0),
         }
-    elif isinstance(precision, IntegerPrecisionType) and type(precision) is IntegerPrecisionType:
+    elif isinstance(precision, IntegerPrecisionType):
         d = {
             "cpp": precision.definition_cpp(),
             "kind": "int",
@@ -147,7 +162,7 @@ def _precision_dict(precision: Any) -> dict[str, Any]:
             "saturation_bits": 0,
         }
     else:
-        # Xnor / exponent / float types: recorded, and the engine refuses layers that use them.
+        # Float types: recorded, and the engine refuses layers that use them.
         d = {"cpp": precision.definition_cpp(), "kind": type(precision).__name__}
     return d
 
@@ -219,7 +234,9 @@ def kernel_index_map(kernel: str, n_in: int, n_out: int, reuse_factor: int) -> t
 
     def hit(w: int, i: int, o: int) -> None:
         if not (0 <= w < nw) or in_idx[w] != -1:
-            raise FirmwareGraphError(f"{kernel}: weight index {w} met twice or out of range (n_in={n_in}, n_out={n_out})")
+            raise FirmwareGraphError(
+                f"{kernel}: weight index {w} met twice or out of range (n_in={n_in}, n_out={n_out})"
+            )
         in_idx[w], out_idx[w] = i, o
 
     def div_roundup(a: int, b: int) -> int:
@@ -270,9 +287,11 @@ def kernel_index_map(kernel: str, n_in: int, n_out: int, reuse_factor: int) -> t
             if in_index >= n_in:
                 in_index = 0
     else:
-        raise FirmwareGraphError(f"matrix-multiply kernel {kernel!r} is not known to the firmware-graph export")
+        raise UnsupportedLayer(f"matrix-multiply kernel {kernel!r} is not known to the firmware-graph export")
     if np.any(in_idx < 0):
-        raise FirmwareGraphError(f"{kernel}: {int(np.sum(in_idx < 0))} weights are never used (n_in={n_in}, n_out={n_out})")
+        raise FirmwareGraphError(
+            f"{kernel}: {int(np.sum(in_idx < 0))} weights are never used (n_in={n_in}, n_out={n_out})"
+        )
     if np.any(in_idx >= n_in) or np.any(out_idx >= n_out):
         raise FirmwareGraphError(f"{kernel}: index out of range (n_in={n_in}, n_out={n_out})")
     pairs = in_idx * n_out + out_idx
@@ -358,7 +377,7 @@ def _raw_weights(var: Any, t: dict[str, Any], weights_dir: Path) -> np.ndarray:
     elif t.get("kind") == "fixed":
         raw = _quantize_doubles(np.asarray([float(tok) for tok in tokens], np.float64), t)
     else:
-        raise FirmwareGraphError(f"{var.name}: weights of type {t['cpp']} are not supported")
+        raise UnsupportedLayer(f"{var.name}: weights of type {t['cpp']} are not supported")
     expected = int(np.prod(var.shape)) if getattr(var, "shape", None) is not None else len(raw)
     if raw.size != expected:
         raise FirmwareGraphError(f"{var.name}: {raw.size} weights in the file, {expected} expected")
@@ -396,10 +415,33 @@ def _config_name(function_cpp: Any) -> str | None:
 
 
 _ATTR_KEYS = {
-    "zeropad2d": ("in_height", "in_width", "n_chan", "out_height", "out_width", "pad_top", "pad_bottom", "pad_left",
-                  "pad_right"),  # fmt: skip
-    "conv2d": ("in_height", "in_width", "n_chan", "filt_height", "filt_width", "n_filt", "stride_height",
-               "stride_width", "out_height", "out_width", "pad_top", "pad_bottom", "pad_left", "pad_right"),  # fmt: skip
+    "zeropad2d": (
+        "in_height",
+        "in_width",
+        "n_chan",
+        "out_height",
+        "out_width",
+        "pad_top",
+        "pad_bottom",
+        "pad_left",
+        "pad_right",
+    ),
+    "conv2d": (
+        "in_height",
+        "in_width",
+        "n_chan",
+        "filt_height",
+        "filt_width",
+        "n_filt",
+        "stride_height",
+        "stride_width",
+        "out_height",
+        "out_width",
+        "pad_top",
+        "pad_bottom",
+        "pad_left",
+        "pad_right",
+    ),
     "batchnorm": ("n_in", "n_filt"),
     "global_pooling2d": ("in_height", "in_width", "n_filt"),
     "dense": ("n_in", "n_out"),
@@ -425,17 +467,65 @@ _OPS = {
 }
 
 
+def _int_expr(text: str) -> int | None:
+    """Value of a config member like ``32*32*16`` or ``54``; None for anything symbolic."""
+    if not re.fullmatch(r"\s*\d+(\s*\*\s*\d+)*\s*", text):
+        return None
+    return math.prod(int(t) for t in text.split("*"))
+
+
 def _check_int(layer: str, what: str, ours: Any, cfg: dict[str, str], key: str) -> None:
     """Compare an attribute with the config struct member (when the struct has it)."""
     if key not in cfg:
         return
     text = cfg[key]
-    try:
-        theirs = int(eval(text, {"__builtins__": {}}, {}))  # members like "32*32*16": arithmetic only
-    except Exception:  # noqa: BLE001 - a symbolic expression we cannot evaluate is not checked
+    theirs = _int_expr(text)
+    if theirs is None:  # a symbolic expression (DIV_ROUNDUP(...)): not checked
         return
     if int(ours) != theirs:
         raise FirmwareGraphError(f"{layer}: {what} {key} is {ours} in the hls4ml model but {text} in parameters.h")
+
+
+def _export_weights(
+    layer: Any,
+    entry: dict[str, Any],
+    op: str | None,
+    function_cpp: Any,
+    config: dict[str, str],
+    structs: dict[str, dict[str, str]],
+    weights_dir: Path,
+    arrays: dict[str, np.ndarray],
+    checked: Any,
+) -> None:
+    """Add a layer's weights to ``entry`` and ``arrays`` (matrix layers: replayed into ``[n_in, n_out]``)."""
+    for wkey, var in layer.weights.items():
+        t = checked(var.type, f"{layer.name} {wkey}")
+        raw = _raw_weights(var, t, weights_dir)
+        info: dict[str, Any] = {"key": f"{layer.name}/{wkey}", "cpp_name": var.name, "type": t}
+        if op in ("conv2d", "pointwise_conv2d", "dense") and wkey == "weight":
+            mult = structs.get(f"{_config_name(function_cpp)}_mult", config) if op != "dense" else config
+            kernel = mult.get("kernel")
+            if kernel is None:
+                raise UnsupportedLayer(f"{layer.name}: no matrix-multiply kernel found in parameters.h")
+            n_in, n_out, rf = (_int_expr(mult.get(k, "")) for k in ("n_in", "n_out", "reuse_factor"))
+            if n_in is None or n_out is None or rf is None:
+                raise FirmwareGraphError(f"{layer.name}: cannot read n_in/n_out/reuse_factor from parameters.h")
+            if n_in * n_out != raw.size:
+                raise FirmwareGraphError(f"{layer.name}: {raw.size} weights but n_in*n_out = {n_in * n_out}")
+            in_idx, out_idx = kernel_index_map(kernel, n_in, n_out, rf)
+            matrix = np.zeros((n_in, n_out), np.int64)
+            matrix[in_idx, out_idx] = raw
+            raw = matrix
+            info.update(layout="matrix[n_in, n_out]", kernel=kernel, reuse_factor=rf, n_in=n_in, n_out=n_out)
+            if op != "dense":
+                # data[] of the kernel is the window in (row, column, channel) order (nnet_conv_stream.h).
+                info["data_order"] = "filt_height, filt_width, n_chan"
+            entry["attributes"]["strategy"] = str(layer.get_attr("strategy", ""))
+        else:
+            info["layout"] = "flat"
+        info["shape"] = list(raw.shape)
+        arrays[info["key"]] = _compact(raw)
+        entry["weights"][wkey] = info
 
 
 def export_firmware_graph(hls_model: Any) -> dict[str, Any]:
@@ -462,9 +552,8 @@ def export_firmware_graph(hls_model: Any) -> dict[str, Any]:
     typedefs = read_typedefs(firmware / "defines.h")
     structs = read_config_structs(firmware / "parameters.h")
     weights_dir = firmware / "weights"
+    # Recorded as is: the fast emulator implements io_stream only and refuses other graphs.
     io_type = cfg.get_config_value("IOType")
-    if io_type != "io_stream":
-        raise FirmwareGraphError(f"only io_stream firmware is described (this model is {io_type})")
 
     def checked(t: Any, where: str) -> dict[str, Any]:
         """The record of a named type, after checking it against defines.h."""
@@ -485,8 +574,6 @@ def export_firmware_graph(hls_model: Any) -> dict[str, Any]:
         function_cpp = layer.get_attr("function_cpp", None)
         fname = _function_name(function_cpp)
         op = _OPS.get(fname) if fname else ("input" if layer.name in model_inputs else None)
-        if layer.class_name == "Merge" and op is None:
-            op = None  # concatenate etc.: recorded, refused by the engine
         entry: dict[str, Any] = {
             "name": layer.name,
             "index": int(layer.index),
@@ -522,7 +609,7 @@ def export_firmware_graph(hls_model: Any) -> dict[str, Any]:
             if layer.get_attr(key, None) is not None:
                 entry["attributes"][key] = int(layer.get_attr(key))
                 _check_int(layer.name, "attribute", entry["attributes"][key], config, key)
-        if op == "activation" or layer.class_name == "Activation":
+        if layer.class_name == "Activation":
             entry["attributes"]["activation"] = str(layer.get_attr("activation", "")).lower()
         if op == "global_pooling2d":
             entry["attributes"]["pool_op"] = str(layer.get_attr("pool_op"))
@@ -537,33 +624,11 @@ def export_firmware_graph(hls_model: Any) -> dict[str, Any]:
             if impl and not impl.endswith(entry["attributes"]["implementation"]):
                 raise FirmwareGraphError(f"{layer.name}: implementation {impl} in parameters.h")
         # Weights: raw codes as the C-simulation loads them, rearranged to the math layout.
-        for wkey, var in layer.weights.items():
-            t = checked(var.type, f"{layer.name} {wkey}")
-            raw = _raw_weights(var, t, weights_dir)
-            info: dict[str, Any] = {"key": f"{layer.name}/{wkey}", "cpp_name": var.name, "type": t}
-            if op in ("conv2d", "pointwise_conv2d", "dense") and wkey == "weight":
-                mult = structs.get(f"{_config_name(function_cpp)}_mult", config) if op != "dense" else config
-                kernel = mult.get("kernel")
-                if kernel is None:
-                    raise FirmwareGraphError(f"{layer.name}: no matrix-multiply kernel found in parameters.h")
-                n_in, n_out = int(eval(mult["n_in"], {"__builtins__": {}}, {})), int(eval(mult["n_out"], {"__builtins__": {}}, {}))  # fmt: skip
-                rf = int(mult["reuse_factor"])
-                if n_in * n_out != raw.size:
-                    raise FirmwareGraphError(f"{layer.name}: {raw.size} weights but n_in*n_out = {n_in * n_out}")
-                in_idx, out_idx = kernel_index_map(kernel, n_in, n_out, rf)
-                matrix = np.zeros((n_in, n_out), np.int64)
-                matrix[in_idx, out_idx] = raw
-                raw = matrix
-                info.update(layout="matrix[n_in, n_out]", kernel=kernel, reuse_factor=rf, n_in=n_in, n_out=n_out)
-                if op != "dense":
-                    # data[] of the kernel is the window in (row, column, channel) order (nnet_conv_stream.h).
-                    info["data_order"] = "filt_height, filt_width, n_chan"
-                entry["attributes"]["strategy"] = str(layer.get_attr("strategy", ""))
-            else:
-                info["layout"] = "flat"
-            info["shape"] = list(raw.shape)
-            arrays[info["key"]] = _compact(raw)
-            entry["weights"][wkey] = info
+        try:
+            _export_weights(layer, entry, op, function_cpp, config, structs, weights_dir, arrays, checked)
+        except UnsupportedLayer as exc:
+            # Still a valid bundle: the fast emulator refuses it, naming this reason.
+            entry["op"], entry["unsupported"] = None, str(exc)
         layers.append(entry)
 
     graph_in = hls_model.get_input_variables()
@@ -583,7 +648,11 @@ def export_firmware_graph(hls_model: Any) -> dict[str, Any]:
         "outputs": list(hls_model.outputs),
         "output_cpp_names": [v.name for v in graph_out],
         "layers": layers,
-        "unsupported_layers": [f"{e['name']} ({e['class']})" for e in layers if e["op"] is None],
+        "unsupported_layers": [
+            f"{e['name']} ({e['class']}{': ' + e['unsupported'] if e.get('unsupported') else ''})"
+            for e in layers
+            if e["op"] is None
+        ],
     }
     return {"graph": graph, "arrays": arrays}
 
@@ -607,8 +676,9 @@ def _axi_types(hls_model: Any, axi_header: Path) -> dict[str, Any]:
         else:
             t = {"name": var.type.name, **_precision_dict(var.type.precision)}
         if t_name in declared and not _same_type(t, declared[t_name]):
+            theirs = declared[t_name]["cpp"]
             raise FirmwareGraphError(
-                f"AXI type {t_name} is {t['cpp']} in the hls4ml config but {declared[t_name]['cpp']} in {axi_header.name}"
+                f"AXI type {t_name} is {t['cpp']} in the hls4ml config but {theirs} in {axi_header.name}"
             )
         t["name"] = t_name if t_name in declared else t.get("name", t_name)
         out[key] = t
@@ -625,15 +695,135 @@ def write_firmware_graph(hls_model: Any, out_dir: str | Path) -> dict[str, str]:
     Returns:
         ``{"graph": path, "weights": path}`` of the two files.
 
+    A model the export does not understand (an unexpected error, not a disagreement with the C++) still builds:
+    the graph then records the error, and the fast emulator refuses the bundle with it.
+
     Raises:
         FirmwareGraphError: see :func:`export_firmware_graph`.
     """
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    exported = export_firmware_graph(hls_model)
+    try:
+        exported = export_firmware_graph(hls_model)
+    except FirmwareGraphError:
+        raise  # the model and its C++ disagree: no bundle
+    except Exception as exc:  # noqa: BLE001 - a model this export does not understand must not stop the build
+        log.warning("firmware graph export failed (%s); the fast emulator will refuse this bundle", exc, exc_info=True)
+        exported = {
+            "graph": {
+                "format": GRAPH_FORMAT,
+                "version": GRAPH_VERSION,
+                "error": f"{type(exc).__name__}: {exc}",
+                "layers": [],
+                "unsupported_layers": [],
+            },
+            "arrays": {},
+        }
     graph = dict(exported["graph"])
     graph["weights_file"] = WEIGHTS_FILE
     (out / GRAPH_FILE).write_text(json.dumps(graph, indent=1) + "\n")
-    # np.savez_compressed writes a fixed timestamp-free zip, so the bundle's sha256 only changes with the weights.
     np.savez_compressed(out / WEIGHTS_FILE, **exported["arrays"])
     return {"graph": str(out / GRAPH_FILE), "weights": str(out / WEIGHTS_FILE)}
+
+
+# ------------------------------------------------------------------------------------------ existing bundles
+#: Generated files whose bytes must match for a re-conversion to describe an existing bundle's firmware.
+_FIRMWARE_FILES = ("firmware/defines.h", "firmware/parameters.h", "firmware/{p}.cpp", "firmware/{p}_axi.h")
+
+
+def graph_for_bundle(bundle_dir: str | Path, out_dir: str | Path, work_dir: str | Path | None = None) -> dict[str, str]:
+    """Write the firmware graph of a bundle built before bundles carried one, without touching the bundle.
+
+    The bundle's ``model.h5`` is converted again with the settings its manifest records; the graph is written only
+    if the regenerated firmware (types, layer configs, top function, every weight file) is byte-identical to the
+    bundle's, so it describes exactly the firmware the bundle's C-simulation was compiled from.
+
+    Args:
+        bundle_dir: the overlay bundle.
+        out_dir: where ``graph.json`` and ``weights.npz`` go (outside the bundle: its manifest hashes every file).
+        work_dir: scratch folder for the re-conversion (default: a temporary folder).
+
+    Returns:
+        Paths of the two files.
+
+    Raises:
+        FirmwareGraphError: the re-conversion differs from the bundle's firmware.
+    """
+    import tempfile
+
+    from board.bundle import load_bundle
+    from training.keras_compat import keras  # noqa: F401  (before hls4ml: selects tf-keras)
+    from training.train import load_trained_model
+
+    bundle = load_bundle(bundle_dir)
+    # hls4ml only after training.keras_compat.
+    import hls4ml
+
+    from hls_build.boards import hls_overrides_for
+    from hls_build.config import HlsSettings, build_hls_config
+    from hls_build.csim import fix_generated_sources
+
+    m = bundle.manifest
+    hls = m.hls
+    project = hls.get("project_name", "myproject")
+    settings = HlsSettings(
+        board=m.board,
+        clock_mhz=float(hls.get("clock_mhz", 100.0)),
+        reuse_factor=int(hls.get("reuse_factor", 64)),
+        strategy=str(hls.get("strategy", "Resource")),
+        io_type=str(hls.get("io_type", "io_stream")),
+    )
+    model = load_trained_model(bundle.path("model.h5"))
+    with tempfile.TemporaryDirectory(dir=work_dir) as tmp:
+        project_dir = Path(tmp) / "hls"
+        hls_model = hls4ml.converters.convert_from_keras_model(
+            model,
+            hls_config=build_hls_config(model, settings),
+            output_dir=str(project_dir),
+            project_name=project,
+            backend=hls.get("backend", "VivadoAccelerator"),
+            io_type=settings.io_type,
+            interface=hls.get("interface", "axi_stream"),
+            input_type=m.input.fixed_point,
+            output_type=m.output.fixed_point,
+            clock_period=settings.clock_period_ns,
+            **hls_overrides_for(settings.board),  # as build_bundle converts it (the C++ does not depend on it)
+        )
+        hls_model.write()
+        fix_generated_sources(project_dir, project)
+        theirs = bundle.path(hls.get("project_dir", "hls"))
+        names = [f.format(p=project) for f in _FIRMWARE_FILES]
+        weights = (project_dir / "firmware" / "weights").glob("*.txt")
+        names += sorted(p.relative_to(project_dir).as_posix() for p in weights)
+        differ = [
+            n
+            for n in names
+            if not (theirs / n).is_file() or (theirs / n).read_bytes() != (project_dir / n).read_bytes()
+        ]
+        if differ:
+            raise FirmwareGraphError(
+                f"{bundle.root}: converting its model.h5 again gives different firmware ({', '.join(differ[:5])}); "
+                "rebuild the bundle instead"
+            )
+        return write_firmware_graph(hls_model, out_dir)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``python -m hls_build.firmware_graph BUNDLE --out DIR``: a graph for an existing bundle (see above)."""
+    import argparse
+
+    parser = argparse.ArgumentParser(description=graph_for_bundle.__doc__.splitlines()[0])
+    parser.add_argument("bundle", help="overlay bundle folder")
+    parser.add_argument("--out", required=True, help="folder for graph.json and weights.npz (outside the bundle)")
+    args = parser.parse_args(argv)
+    try:
+        files = graph_for_bundle(args.bundle, args.out)
+    except FirmwareGraphError as exc:
+        print(f"error: {exc}")
+        return 1
+    print(f"wrote {files['graph']} and {files['weights']}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
