@@ -32,7 +32,7 @@ MODEL_DIR := build/models/$(MODEL_ID)
 BUNDLE := overlays/$(BOARD)/$(MODEL_ID)
 REPORT_DIR := build/reports/$(BOARD)/$(MODEL_ID)
 
-.PHONY: help env demo train bundle bench bitstream experiment bench-training bench-sweep test test-slow test-vivado lint format clean clean-demo
+.PHONY: help env demo train bundle bench bitstream experiment compress bench-training bench-sweep test test-slow test-vivado lint format clean clean-demo
 
 help:
 	@echo "make demo        train $(MODEL) <$(QUANT)>, build its emulated $(BOARD) overlay, benchmark it (N=$(N) images)"
@@ -41,6 +41,7 @@ help:
 	@echo "make bitstream   HLS + Vivado for $(BUNDLE): adds .bit/.hwh + measured resources (needs Xilinx tools)"
 	@echo "make experiment  GRID=training/grids/<grid>.yaml OUT=results/<name>: trials over a grid, tables + plots"
 	@echo "                 SCHEDULER=auto|ray|inline WORKERS=2 ADDRESS=host:6379 RETRIES=1 (Ray: local or a cluster)"
+	@echo "make compress    Deep Compression of COMPRESS_MODEL_DIR into COMPRESS_OUT (COMPRESS_ARGS=...)"
 	@echo "make bench-training  training images/s of the ResNets on this machine"
 	@echo "make bench-sweep     the same small grid with 1 and 2 Ray workers: wall time and ratio"
 	@echo "make lint        ruff check + format check"
@@ -98,6 +99,13 @@ experiment: | $(HOST_VENV)/.done
 
 bench-sweep: | $(HOST_VENV)/.done
 	$(HOST_PY) benchmarks/sweep_scaling.py
+
+# Deep Compression (training/compression/README.md): prune + retrain, share weights + fine-tune, Huffman-code.
+COMPRESS_MODEL_DIR ?= $(MODEL_DIR)
+COMPRESS_OUT ?= results/compression/$(MODEL_ID)
+COMPRESS_ARGS ?= --prune percentile:70 --share-bits 5 --retrain-epochs 1 --finetune-epochs 1
+compress: | $(HOST_VENV)/.done
+	$(HOST_PY) -m training compress --model-dir $(COMPRESS_MODEL_DIR) $(COMPRESS_ARGS) --out $(COMPRESS_OUT)
 
 bench-training: | $(HOST_VENV)/.done
 	$(HOST_PY) benchmarks/training_throughput.py
