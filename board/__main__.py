@@ -81,6 +81,8 @@ def _cmd_bench(args: argparse.Namespace) -> int:
         board=None if args.board == "auto" else args.board,
         plots=not args.no_plots,
         progress=args.progress,
+        engine=args.engine,
+        csim_check=args.csim_check,
     )
     sys.stdout.write(render_markdown(report))
     log.info("report written to %s", out)
@@ -376,6 +378,19 @@ def build_parser() -> argparse.ArgumentParser:
         "--external-idle-watts", type=_positive_float, help="the same meter's idle reading (overlay loaded), in W"
     )
     bench.add_argument("--no-plots", action="store_true", help="do not write PNG plots")
+    bench.add_argument(
+        "--engine",
+        choices=("auto", "fast", "csim"),
+        default="auto",
+        help="emulated overlay: bit-exact numpy engine (fast) or hls4ml C-simulation (csim); auto: fast when the "
+        "bundle has its firmware graph",
+    )
+    bench.add_argument(
+        "--csim-check",
+        type=int,
+        default=None,
+        help="with the fast engine: images also run on the C-simulation and compared bit for bit (default 100, 0: off)",
+    )
     prog = bench.add_mutually_exclusive_group()
     prog.add_argument("--progress", dest="progress", action="store_true", default=None, help="force progress bars")
     prog.add_argument("--no-progress", dest="progress", action="store_false", help="no progress bars")

@@ -59,8 +59,13 @@ log = logging.getLogger(__name__)
 
 KERAS_PREDICTIONS = "keras_predictions.npy"
 REPORT_SCHEMA = "board-bench/2"
-#: Test images by default: the whole test set on a board, fewer for the ~8 images/s C-simulation.
+#: Test images by default: the whole test set on a board and with the fast emulator, fewer for the ~10 images/s
+#: C-simulation engine.
 DEFAULT_N_BOARD, DEFAULT_N_EMULATED = 10_000, 1_000
+#: Emulated-overlay engines: the bit-exact numpy emulator (``fast``) or the hls4ml C-simulation (``csim``).
+ENGINES = ("auto", "fast", "csim")
+#: Images on which the C-simulation cross-checks the fast engine by default (bit for bit).
+DEFAULT_CSIM_CHECK = 100
 #: Batch-size sweep by default on a board (and for --reference-only); off for an emulated bundle.
 DEFAULT_BATCH_SIZES = (1, 10, 100)
 #: Images timed per batch size in the sweep by default (plus one warm-up batch).
@@ -154,9 +159,65 @@ def parse_batch_sizes(text: str | Sequence[int] | None) -> tuple[int, ...]:
     return tuple(sizes)
 
 
-def default_n(emulated: bool, reference: str = "auto") -> int:
-    """Default image count: the whole test set, except for an emulated FPGA pass (1,000)."""
-    return DEFAULT_N_EMULATED if emulated and reference != "only" else DEFAULT_N_BOARD
+def default_n(emulated: bool, reference: str = "auto", engine: str = "fast") -> int:
+    """Default image count: the whole test set, except for an emulated pass on the C-simulation (1,000)."""
+    return DEFAULT_N_EMULATED if emulated and reference != "only" and engine == "csim" else DEFAULT_N_BOARD
+
+
+def resolve_engine(bundle: Bundle, engine: str) -> str:
+    """``fast`` or ``csim`` for an emulated bundle (``auto``: fast when the bundle carries its firmware graph).
+
+    Raises:
+        InputError: an unknown engine, or ``fast`` for a bundle without a firmware graph.
+    """
+    if engine not in ENGINES:
+        raise InputError(f"engine must be one of {ENGINES}, got {engine!r}")
+    has_graph = bool(bundle.manifest.hls.get("firmware_graph"))
+    if engine == "auto":
+        return "fast" if has_graph else "csim"
+    if engine == "fast" and not has_graph:
+        raise InputError(
+            f"{bundle.root} carries no firmware graph for the fast emulator: rebuild it with `python -m hls_build "
+            "bundle`, or use --engine csim"
+        )
+    return engine
+
+
+def _fast_device(bundle: Bundle) -> Any:
+    """An emulated device whose kernel is the bundle's fast numpy engine."""
+    from board.emulation import EmulatedDevice
+    from board.fast_emulator import FastEmulator
+
+    return EmulatedDevice.from_bundle(bundle, kernel=FastEmulator.from_bundle(bundle))
+
+
+def csim_cross_check(bundle: Bundle, images: np.ndarray, processes: int = 2) -> dict[str, Any]:
+    """Run ``images`` through the fast engine and the C-simulation; compare the raw output codes bit for bit.
+
+    Returns:
+        ``{"images", "identical", "bit_exact", "csim_images_per_s", "fast_images_per_s"}``.
+    """
+    from board.csim_reference import CSimRunner
+    from board.fast_emulator import FastEmulator
+
+    fast = FastEmulator.from_bundle(bundle)
+    with Accelerator(bundle, batch_size=len(images), device=_fast_device(bundle)) as acc:
+        raw_in, _ = acc.encode(images)  # the driver's encoding: exactly the stream codes the DMA would carry
+    t = time.perf_counter()
+    fast_out = fast.predict_raw(raw_in)
+    fast_s = time.perf_counter() - t
+    with CSimRunner.from_bundle(bundle, processes=processes) as csim:
+        t = time.perf_counter()
+        csim_out = csim.run(raw_in)
+        csim_s = time.perf_counter() - t
+    identical = int(np.sum(np.all(fast_out == csim_out, axis=1)))
+    return {
+        "images": len(raw_in),
+        "identical": identical,
+        "bit_exact": identical == len(raw_in),
+        "csim_images_per_s": len(raw_in) / csim_s if csim_s > 0 else None,
+        "fast_images_per_s": len(raw_in) / fast_s if fast_s > 0 else None,
+    }
 
 
 def _top1(pred: np.ndarray, labels: np.ndarray) -> float:
@@ -516,10 +577,27 @@ def render_markdown(report: dict[str, Any]) -> str:
     batch = report["batch_size"]
     onnx_n = n if acc["onnx_top1"] is not None else "n/a"
     fpga_n = n if acc["fpga_top1"] is not None else "n/a"
-    fpga = "FPGA (emulated: hls4ml C-simulation on the host)" if report["emulated"] else f"FPGA ({b['board']})"
+    engine = report.get("engine") or {}
+    if not report["emulated"]:
+        fpga = f"FPGA ({b['board']})"
+    elif engine.get("name") == "fast":
+        fpga = "FPGA (emulated: bit-exact numpy engine on the host)"
+    else:
+        fpga = "FPGA (emulated: hls4ml C-simulation on the host)"
     lines = [f"# Benchmark: {b['model_id']} on {b['board']}", ""]
     if report["emulated"]:
         lines += [f"> **FPGA figures: {report['fpga_label']}.**", ""]
+        if engine.get("description"):
+            lines += [f"Emulation engine: {engine['description']}."]
+        cc = engine.get("csim_check")
+        if cc:
+            verdict = "bit-identical" if cc["bit_exact"] else f"**{cc['images'] - cc['identical']} differ**"
+            lines += [
+                f"Cross-check: the hls4ml C-simulation ran the first {cc['images']} images too; raw outputs "
+                f"{verdict} ({cc['identical']}/{cc['images']}); C-simulation {_num(cc['csim_images_per_s'], '.1f')} "
+                f"images/s vs fast engine {_num(cc['fast_images_per_s'], '.0f')} images/s on this host."
+            ]
+        lines += [""]
     else:
         lines += [f"> FPGA figures: {report['fpga_label']}.", ""]
     lines += [
@@ -649,6 +727,8 @@ def run_bench(
     board: str | None = None,
     plots: bool = True,
     progress: bool | None = None,
+    engine: str = "auto",
+    csim_check: int | None = None,
 ) -> tuple[dict[str, Any], Path]:
     """Load and verify a bundle and the first ``n`` CIFAR-10 test images, benchmark, write the report.
 
@@ -667,6 +747,10 @@ def run_bench(
         board: the board this runs on (default: detected; ``host`` off-board).
         plots: write the PNG plots.
         progress: progress bars on stderr (default: when stderr is a terminal).
+        engine: emulated bundles only: ``fast`` (bit-exact numpy emulator), ``csim`` (hls4ml C-simulation) or
+            ``auto`` (fast when the bundle carries its firmware graph).
+        csim_check: with the fast engine, the first this many images also go through the C-simulation and the
+            raw outputs are compared bit for bit (default 100; 0 skips the check).
 
     Returns:
         ``(report, out_dir)``.
@@ -689,8 +773,9 @@ def run_bench(
                 "bench there (`python -m board remote-bench`, or ssh), or add --reference-only for the ONNX Runtime "
                 "figures on this machine"
             )
+    engine = resolve_engine(bundle, engine) if m.emulated else "hardware"
     if n is None:
-        n = default_n(m.emulated, reference)
+        n = default_n(m.emulated, reference, engine)
     if batch_sizes is None:
         sizes = () if (m.emulated and reference != "only") else DEFAULT_BATCH_SIZES
     else:
@@ -707,20 +792,50 @@ def run_bench(
         f", sweep {','.join(map(str, sizes))}" if sizes else "",
         running_on,
     )
-    report = benchmark(
-        bundle,
-        test.images,
-        test.labels,
-        batch_size=batch_size,
-        timeout_s=timeout_s,
-        onnx_threads=onnx_threads,
-        batch_sizes=sizes,
-        sweep_images=sweep_images,
-        reference=reference,
-        power=power,
-        progress=progress,
-        running_on=running_on,
-    )
+    accelerator = None
+    if engine == "fast" and reference != "only":
+        capacity = max(batch_size, *sizes) if sizes else batch_size
+        accelerator = Accelerator(bundle, batch_size=capacity, timeout_s=timeout_s, device=_fast_device(bundle))
+    try:
+        report = benchmark(
+            bundle,
+            test.images,
+            test.labels,
+            accelerator=accelerator,
+            batch_size=batch_size,
+            timeout_s=timeout_s,
+            onnx_threads=onnx_threads,
+            batch_sizes=sizes,
+            sweep_images=sweep_images,
+            reference=reference,
+            power=power,
+            progress=progress,
+            running_on=running_on,
+        )
+    finally:
+        if accelerator is not None:
+            accelerator.close()
+    report["engine"] = {"name": engine}
+    if engine == "fast":
+        report["engine"]["description"] = (
+            "board.fast_emulator: bit-exact numpy emulation of the hls4ml firmware (the C-simulation's fixed-point "
+            "types, rounding, saturation and accumulators), behind the same emulated DMA device"
+        )
+        check = min(DEFAULT_CSIM_CHECK if csim_check is None else csim_check, len(test))
+        if check > 0 and reference != "only":
+            log.info("cross-checking the fast engine against the hls4ml C-simulation on %d images", check)
+            cc = csim_cross_check(bundle, test.images[:check])
+            report["engine"]["csim_check"] = cc
+            if not cc["bit_exact"]:
+                report["notes"].append(
+                    f"fast engine and C-simulation differ on {cc['images'] - cc['identical']} of {cc['images']} images"
+                )
+        report["fpga_label"] = (
+            "HOST EMULATION of the firmware by the bit-exact numpy engine (no bitstream): FPGA accuracy is the "
+            "emulated design's; FPGA timings are host timings, NOT board timings"
+        )
+    elif engine == "csim":
+        report["engine"]["description"] = "the hls4ml C-simulation of the AXI top function (compiled with g++)"
     out = Path(out_dir) if out_dir is not None else Path("build") / "reports" / m.board / m.model_id
     json_path, md_path = write_report(report, out, plots=plots)
     log.info("wrote %s and %s", json_path, md_path)

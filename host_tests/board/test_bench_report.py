@@ -39,8 +39,10 @@ def test_parse_batch_sizes():
 
 
 def test_defaults():
-    assert default_n(emulated=False) == 10_000 and default_n(emulated=True) == 1_000
-    assert default_n(emulated=True, reference="only") == 10_000
+    assert default_n(emulated=False) == 10_000
+    # The fast engine takes the whole test set; the C-simulation engine (~10 images/s) 1,000 images.
+    assert default_n(emulated=True, engine="fast") == 10_000 and default_n(emulated=True, engine="csim") == 1_000
+    assert default_n(emulated=True, reference="only", engine="csim") == 10_000
     assert DEFAULT_BATCH_SIZES == (1, 10, 100)
 
 
@@ -225,3 +227,19 @@ def test_bench_cli_external_power_on_emulation_is_refused(make_bundle, cifar10_d
          "--cifar10-dir", str(cifar10_dir)]
     )  # fmt: skip
     assert rc == 2 and "host emulation" in capsys.readouterr().err
+
+
+def test_engine_choice_follows_the_bundle(tmp_path):
+    from types import SimpleNamespace
+
+    from board.bench import resolve_engine
+    from board.errors import InputError
+
+    with_graph = SimpleNamespace(root=tmp_path, manifest=SimpleNamespace(hls={"firmware_graph": "firmware/graph.json"}))
+    without = SimpleNamespace(root=tmp_path, manifest=SimpleNamespace(hls={}))
+    assert resolve_engine(with_graph, "auto") == "fast" and resolve_engine(without, "auto") == "csim"
+    assert resolve_engine(with_graph, "csim") == "csim"
+    with pytest.raises(InputError, match="no firmware graph"):
+        resolve_engine(without, "fast")
+    with pytest.raises(InputError, match="engine must be one of"):
+        resolve_engine(with_graph, "gpu")

@@ -61,3 +61,17 @@ def test_dma_path_equals_direct_csim_and_agrees_with_keras(real_bundle, cifar10_
     agreement = float(np.mean(np.argmax(raw, axis=1) == keras))
     floor = float(m.metrics.get("csim_vs_keras_agreement", 1.0)) - 0.2
     assert agreement >= floor, f"emulated FPGA agrees with Keras on {agreement:.0%} of {N_IMAGES} images"
+
+
+def test_bench_runs_the_fast_engine_and_cross_checks_it_against_the_csim(real_bundle, cifar10_dir, tmp_path):
+    from board.bench import render_markdown, run_bench
+
+    if not read_manifest(real_bundle).hls.get("firmware_graph"):
+        pytest.skip("bundle built before bundles carried their firmware graph")
+    report, out = run_bench(real_bundle, n=40, batch_size=16, out_dir=tmp_path, cifar10_dir=cifar10_dir,
+                            plots=False, progress=False, csim_check=6)  # fmt: skip
+    assert report["engine"]["name"] == "fast"
+    cc = report["engine"]["csim_check"]
+    assert cc == {**cc, "images": 6, "identical": 6, "bit_exact": True}
+    assert "bit-identical (6/6)" in render_markdown(report)
+    assert report["images"] == 40 and (out / "report.json").is_file()
