@@ -45,7 +45,9 @@ def _fpga_name(report: dict[str, Any]) -> str:
 
 def _title(report: dict[str, Any], what: str) -> str:
     b = report["bundle"]
-    suffix = "\nFPGA figures: host C-simulation, NOT board timings" if report.get("emulated") else ""
+    engine = (report.get("engine") or {}).get("name")
+    how = "bit-exact numpy emulation" if engine == "fast" else "C-simulation"
+    suffix = f"\nFPGA figures: host {how}, NOT board timings" if report.get("emulated") else ""
     return f"{what}: {b['model_id']} on {b['board']}{suffix}"
 
 
