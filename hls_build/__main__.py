@@ -23,8 +23,9 @@ def main(argv: list[str] | None = None) -> int:
     b.add_argument("--overlays", default="overlays", help="root of the overlay tree")
     b.add_argument("--work-dir", default="build/hls")
     b.add_argument("--reuse-factor", type=int, default=64)
-    b.add_argument("--gate-images", type=int, default=100, help="test images for the C-sim vs Keras gate")
-    b.add_argument("--min-agreement", type=float, default=0.98)
+    b.add_argument("--gate-images", type=int, default=1000, help="test images for the firmware vs Keras gate")
+    b.add_argument("--csim-images", type=int, default=100, help="gate images the C-simulation checks bit for bit")
+    b.add_argument("--min-agreement", type=float, default=0.99, help="minimum firmware vs Keras argmax agreement")
     b.add_argument(
         "--plan", default=None, help="per-layer ReuseFactor/Strategy from `plan --json FILE` (its layer_config)"
     )
@@ -62,6 +63,7 @@ def main(argv: list[str] | None = None) -> int:
         options = BuildOptions(
             settings=settings,
             gate_images=args.gate_images,
+            csim_images=args.csim_images,
             min_agreement=args.min_agreement,
         )
         path = build_bundle(args.model_dir, args.overlays, args.work_dir, options)

@@ -29,6 +29,8 @@ import numpy as np
 
 from board.bundle import Manifest, TensorSpec, write_manifest
 from board.cifar10 import CLASSES, Split, load_split
+from board.fast_emulator import FastEmulator
+from board.fixed_point import FixedPoint
 from hls_build.boards import board_spec, hls_overrides_for
 from hls_build.config import OUTPUT_FIXED_POINT, HlsSettings, build_hls_config
 from hls_build.csim import CSimLibrary, compile_library, fix_generated_sources
@@ -55,15 +57,41 @@ class BuildOptions:
 
     Attributes:
         settings: hls4ml conversion knobs (board, clock, reuse factor, strategy).
-        gate_images: CIFAR-10 test images on which the C-simulation is compared with the Keras model.
+        gate_images: CIFAR-10 test images on which the firmware (the fast engine) is compared with the Keras model,
+            layer by layer and by argmax.
+        csim_images: the first this many gate images also run on the hls4ml C-simulation, which must match the fast
+            engine bit for bit (the proof that the gate measured the firmware).
         min_agreement: the build fails when the argmax agreement on ``gate_images`` is lower.
         keras_prediction_images: test images whose Keras argmax is stored in the bundle (for the board's comparison).
     """
 
     settings: HlsSettings = HlsSettings()
-    gate_images: int = 100
-    min_agreement: float = 0.98
+    gate_images: int = 1000
+    csim_images: int = 100
+    min_agreement: float = 0.99
     keras_prediction_images: int = 10_000
+
+
+def layer_errors(model: keras.Model, firmware_trace: dict[str, np.ndarray], x: np.ndarray) -> list[dict]:
+    """One row per layer, in firmware order: max |firmware - Keras| and the fraction of values that differ.
+
+    Only layers that exist in both (by name) are compared: hls4ml's inserted layers (padding, clones) have no
+    Keras counterpart, and each Keras layer's output is the value its hls4ml namesake streams on.
+    """
+    names = [n for n in firmware_trace if n in {lyr.name for lyr in model.layers}]
+    probe = keras.Model(model.input, [model.get_layer(n).output for n in names])
+    outs = probe.predict(x, batch_size=250, verbose=0)
+    outs = outs if isinstance(outs, list) else [outs]
+    table = []
+    for name, keras_out in zip(names, outs):
+        err = np.abs(firmware_trace[name].reshape(keras_out.shape) - keras_out)
+        table.append({"layer": name, "max_abs_error": float(err.max()), "differing_fraction": float(np.mean(err > 0))})
+    return table
+
+
+def first_divergent_layer(table: list[dict]) -> dict | None:
+    """The row of the first layer (firmware order) whose output differs from Keras anywhere, or None."""
+    return next((row for row in table if row["max_abs_error"] > 0), None)
 
 
 def _container(fixed_point: str) -> str:
@@ -198,18 +226,38 @@ def build_bundle(
     t = time.perf_counter()
     gate = test_split.head(options.gate_images)
     x_gate = preprocess(gate.images)
-    log.info("gate: C-simulation vs Keras on %d test images", len(gate))
-    y_csim = CSimLibrary(lib, 32 * 32 * 3, len(CLASSES), f"{PROJECT_NAME}_float").predict(x_gate)
+    raw_gate = FixedPoint.parse(INPUT_FIXED_POINT).encode(x_gate.reshape(len(gate), -1))
+    # The firmware's outputs: the fast engine, first proven bit-identical to the C-simulation on a subset.
+    engine = FastEmulator.from_files(firmware_graph["graph"], firmware_graph["weights"])
+    n_csim = min(options.csim_images, len(gate))
+    log.info("gate: C-simulation vs fast engine on %d images, firmware vs Keras on %d", n_csim, len(gate))
+    y_csim = CSimLibrary(lib, 32 * 32 * 3, len(CLASSES), f"{PROJECT_NAME}_float").predict(x_gate[:n_csim])
+    trace = engine.trace(raw_gate)
+    y_fw = FixedPoint.parse(OUTPUT_FIXED_POINT).decode(engine.predict_raw(raw_gate)).astype(np.float32)
+    csim_identical = int(np.sum(np.all(y_fw[:n_csim] == y_csim, axis=1)))
+    if csim_identical != n_csim:
+        raise BuildError(
+            f"the fast engine differs from the C-simulation on {n_csim - csim_identical} of {n_csim} images: the "
+            f"firmware graph does not describe this design. The partial build is in {staging}."
+        )
     y_keras_gate = model.predict(x_gate, batch_size=500, verbose=0)
-    agreement = float(np.mean(y_csim.argmax(1) == y_keras_gate.argmax(1)))
-    max_diff = float(np.max(np.abs(y_csim - y_keras_gate)))
+    agreement = float(np.mean(y_fw.argmax(1) == y_keras_gate.argmax(1)))
+    csim_agreement = float(np.mean(y_csim.argmax(1) == y_keras_gate[:n_csim].argmax(1)))
+    max_diff = float(np.max(np.abs(y_fw - y_keras_gate)))
+    layers = layer_errors(model, trace, x_gate)
+    divergent = first_divergent_layer(layers)
     times["gate"] = time.perf_counter() - t
-    log.info("gate: argmax agreement %.4f, max |logit difference| %.4g", agreement, max_diff)
+    log.info("gate: argmax agreement %.4f, max |logit difference| %.4g, first layer differing from Keras: %s",
+             agreement, max_diff, divergent["layer"] if divergent else "none")  # fmt: skip
     if agreement < options.min_agreement:
         raise BuildError(
-            f"C-simulation agrees with the Keras model on {agreement:.1%} of {len(gate)} test images, below the "
-            f"{options.min_agreement:.0%} gate; the fixed-point types lose too much (max logit difference "
-            f"{max_diff:.3g}). The partial build is in {staging}."
+            f"the firmware agrees with the Keras model on {agreement:.1%} of {len(gate)} test images, below the "
+            f"{options.min_agreement:.0%} gate (max logit difference {max_diff:.3g}); the first layer whose "
+            f"output differs from Keras is {divergent['layer']!r} (max error {divergent['max_abs_error']:.3g}). "
+            f"The partial build is in {staging}."
+            if divergent
+            else f"the firmware agrees with the Keras model on {agreement:.1%} of {len(gate)} test images, below "
+            f"the {options.min_agreement:.0%} gate. The partial build is in {staging}."
         )
 
     t = time.perf_counter()
@@ -274,9 +322,14 @@ def build_bundle(
             "keras_top1": keras_top1,
             "keras_top1_images": len(kp),
             "keras_predictions_count": len(kp),
-            "csim_vs_keras_agreement": agreement,
-            "csim_vs_keras_max_abs_logit_diff": max_diff,
-            "csim_vs_keras_images": len(gate),
+            "csim_vs_keras_agreement": csim_agreement,
+            "csim_vs_keras_images": n_csim,
+            "csim_vs_fast_engine_identical": csim_identical,
+            "firmware_vs_keras_agreement": agreement,
+            "firmware_vs_keras_max_abs_logit_diff": max_diff,
+            "firmware_vs_keras_images": len(gate),
+            "firmware_vs_keras_layers": layers,
+            "first_layer_differing_from_keras": divergent["layer"] if divergent else None,
             "training_test_top1_max": train_metrics.get("test_top1_max"),
             "training_epochs": train_metrics.get("epochs"),
             "measured_on": "host (Keras and hls4ml C-simulation; no FPGA)",

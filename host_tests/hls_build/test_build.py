@@ -33,6 +33,9 @@ def test_csim_agrees_with_quantized_keras_on_real_images(bundle_dir, trained_mod
     m = load_bundle(bundle_dir).manifest
     assert m.metrics["csim_vs_keras_images"] >= 50
     assert m.metrics["csim_vs_keras_agreement"] >= 0.98
+    # The gate measured the firmware on more images with the fast engine, proven bit-identical on the C-sim's.
+    assert m.metrics["csim_vs_fast_engine_identical"] == m.metrics["csim_vs_keras_images"]
+    assert m.metrics["firmware_vs_keras_images"] == 300 and m.metrics["firmware_vs_keras_agreement"] >= 0.98
     # Recompute here from the bundle's own library, independently of the number the build recorded.
     images = test_split.head(50).images
     csim = CSimLibrary(bundle_dir / m.csim_library, 3072, 10, m.csim_entry).predict(preprocess(images))
@@ -109,3 +112,19 @@ def test_cli_reports_bad_input_without_a_traceback(tmp_path):
     cmd = [sys.executable, "-m", "hls_build", "bundle", "--model-dir", str(tmp_path), "--board", "vc707"]
     res = subprocess.run(cmd, capture_output=True, text=True)
     assert res.returncode == 2 and "unknown board" in res.stderr
+
+
+def test_gate_records_per_layer_errors_and_the_first_layer_that_differs(bundle_dir):
+    m = load_bundle(bundle_dir).manifest
+    layers = {row["layer"]: row for row in m.metrics["firmware_vs_keras_layers"]}
+    names = [row["layer"] for row in m.metrics["firmware_vs_keras_layers"]]
+    # In firmware order, starting at the exact input; the logits come last.
+    assert names[0] == "image" and layers["image"]["max_abs_error"] == 0 and names[-1] == "logits"
+    assert {"stem_conv", "stem_bn", "stem_relu", "gap"} <= set(names)
+    first = m.metrics["first_layer_differing_from_keras"]
+    if first is not None:
+        i = names.index(first)
+        assert layers[first]["max_abs_error"] > 0
+        assert all(layers[n]["max_abs_error"] == 0 for n in names[:i])
+    # The input and the first convolution are integer-exact in hls4ml: no error can start there.
+    assert layers["stem_conv"]["max_abs_error"] == 0
