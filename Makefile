@@ -137,7 +137,7 @@ format: $(HOST_VENV)/.done
 	$(HOST_VENV)/bin/ruff check --fix .
 
 clean-demo:
-	rm -rf $(MODEL_DIR) $(BUNDLE) $(REPORT_DIR)
+	rm -rf $(MODEL_DIR) $(PLAN) $(BUNDLE) $(REPORT_DIR)
 
 clean:
 	rm -rf build
