@@ -37,7 +37,7 @@ REPORT_DIR := build/reports/$(BOARD)/$(MODEL_ID)
 help:
 	@echo "make demo        train $(MODEL) <$(QUANT)>, build its emulated $(BOARD) overlay, benchmark it (N=$(N) images)"
 	@echo "make test        run the tests (host and board environments)"
-	@echo "make test-slow   the slow tests too (longer training and C-simulation runs)"
+	@echo "make test-slow   the tests marked slow (longer training, C-simulation and Ray runs)"
 	@echo "make bitstream   HLS + Vivado for $(BUNDLE): adds .bit/.hwh + measured resources (needs Xilinx tools)"
 	@echo "make experiment  GRID=training/grids/<grid>.yaml OUT=results/<name>: trials over a grid, tables + plots"
 	@echo "                 SCHEDULER=auto|ray|inline WORKERS=2 ADDRESS=host:6379 RETRIES=1 (Ray: local or a cluster)"
