@@ -410,7 +410,9 @@ def build_traced_library(
     if errors:
         raise BundleError("traced C-simulation does not compile:\n" + "\n".join(errors))
     tmp = lib.with_suffix(".so.tmp")
-    res = subprocess.run([cxx, "-shared", *(str(o) for _, o in procs), "-o", str(tmp)], capture_output=True, text=True)
+    res = subprocess.run(
+        [cxx, "-shared", "-Wl,-Bsymbolic", *(str(o) for _, o in procs), "-o", str(tmp)], capture_output=True, text=True
+    )
     if res.returncode:
         raise BundleError(f"traced C-simulation does not link:\n{res.stderr[:1500]}")
     os.replace(tmp, lib)

@@ -14,6 +14,7 @@ runtime drives its C-simulation through an emulated PYNQ device.
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import json
 import logging
@@ -31,8 +32,8 @@ from board.bundle import Manifest, TensorSpec, write_manifest
 from board.cifar10 import CLASSES, Split, load_split
 from board.fast_emulator import FastEmulator
 from board.fixed_point import FixedPoint
-from hls_build.boards import board_spec, hls_overrides_for
-from hls_build.config import OUTPUT_FIXED_POINT, HlsSettings, build_hls_config
+from hls_build.boards import board_spec
+from hls_build.config import HlsSettings, convert, output_fixed_point, prepare_model
 from hls_build.csim import CSimLibrary, compile_library, fix_generated_sources
 from hls_build.estimate import estimate_design, graph_from_project
 from hls_build.firmware_graph import write_firmware_graph
@@ -136,6 +137,34 @@ def _check_model(model: keras.Model) -> None:
         raise BuildError(f"model has {model.output_shape[-1]} outputs; CIFAR-10 has {len(CLASSES)} classes")
 
 
+def _diagnose_with_traced_csim(model, hls_dir: Path, firmware_graph: dict, x: np.ndarray, raw: np.ndarray,
+                               engine: FastEmulator, work_dir: Path) -> str:  # fmt: skip
+    """When the fast engine cannot stand in for the C-simulation: trace the C-simulation itself, layer by layer.
+
+    Returns:
+        A sentence naming the first layer where the C-simulation differs from Keras and the first where the fast
+        engine differs from the C-simulation (or why the trace could not be made).
+    """
+    from board.csim_reference import CSimTracer, build_traced_library, first_divergence
+
+    try:
+        graph = json.loads(Path(firmware_graph["graph"]).read_text())
+        lib = build_traced_library(hls_dir, graph, work_dir / "traced")
+        trace = CSimTracer(lib, graph, FixedPoint.parse(INPUT_FIXED_POINT)).trace(raw)
+    except Exception as exc:  # a diagnosis must not hide the error it explains
+        return f"(no layer trace of the C-simulation: {exc})"
+    keras_div = first_divergent_layer(layer_errors(model, trace, x))
+    engine_div = first_divergence(trace, engine.trace(raw))
+    vs_keras = (
+        f"the C-simulation's first layer differing from Keras is {keras_div['layer']!r} "
+        f"(max error {keras_div['max_abs_error']:.3g})"
+        if keras_div
+        else "the C-simulation equals Keras on every layer"
+    )
+    vs_engine = f"; the fast engine first differs at {engine_div.layer!r}" if engine_div else ""
+    return f"On {len(x)} images {vs_keras}{vs_engine}."
+
+
 def build_bundle(
     model_dir: str | os.PathLike,
     overlays_dir: str | os.PathLike = "overlays",
@@ -159,8 +188,6 @@ def build_bundle(
         BuildError: the model does not fit the overlay, or the C-simulation disagrees with Keras.
         board.errors.DatasetError / ToolMissingError: no CIFAR-10, no g++.
     """
-    import hls4ml
-
     from training.train import load_trained_model
 
     options = options or BuildOptions()
@@ -168,8 +195,11 @@ def build_bundle(
     model_dir = Path(model_dir)
     train_info = json.loads((model_dir / "config.json").read_text()) if (model_dir / "config.json").is_file() else {}
     model_id = train_info.get("model_id", model_dir.name)
-    model = load_trained_model(model_dir / "model.h5")
-    _check_model(model)
+    source_model = load_trained_model(model_dir / "model.h5")
+    _check_model(source_model)
+    # The firmware computes the prepared model (BatchNormalization folded); it is what the gate compares with.
+    model, folds = prepare_model(source_model)
+    out_fp = output_fixed_point(model)
     test_split = test_split if test_split is not None else load_split("test")
     times: dict[str, float] = {}
 
@@ -182,19 +212,7 @@ def build_bundle(
 
     t = time.perf_counter()
     log.info("converting %s with hls4ml (VivadoAccelerator, %s, %s)", model_id, settings.board, settings.io_type)
-    hls_model = hls4ml.converters.convert_from_keras_model(
-        model,
-        hls_config=build_hls_config(model, settings),
-        output_dir=str(hls_dir),
-        project_name=PROJECT_NAME,
-        backend="VivadoAccelerator",
-        io_type=settings.io_type,
-        interface="axi_stream",
-        input_type=INPUT_FIXED_POINT,
-        output_type=OUTPUT_FIXED_POINT,
-        clock_period=settings.clock_period_ns,
-        **hls_overrides_for(settings.board),
-    )
+    hls_model = convert(model, settings, hls_dir, project_name=PROJECT_NAME)
     for var, depth in settings.fifo_depths.items():
         if var not in hls_model.output_vars:
             raise BuildError(f"the plan's FIFO depths name {var!r}, which is not a stream of this design")
@@ -202,7 +220,7 @@ def build_bundle(
         hls_model.output_vars[var].pragma = ("stream", int(depth))
     hls_model.write()
     in_bits = 8 * np.dtype(_container(INPUT_FIXED_POINT)).itemsize
-    out_bits = 8 * np.dtype(_container(OUTPUT_FIXED_POINT)).itemsize
+    out_bits = 8 * np.dtype(_container(out_fp)).itemsize
     fixes = fix_generated_sources(hls_dir, PROJECT_NAME)
     fixes += fix_generated_project(
         hls_dir, board=settings.board, model_id=model_id, input_bits=in_bits, output_bits=out_bits,
@@ -233,12 +251,14 @@ def build_bundle(
     log.info("gate: C-simulation vs fast engine on %d images, firmware vs Keras on %d", n_csim, len(gate))
     y_csim = CSimLibrary(lib, 32 * 32 * 3, len(CLASSES), f"{PROJECT_NAME}_float").predict(x_gate[:n_csim])
     trace = engine.trace(raw_gate)
-    y_fw = FixedPoint.parse(OUTPUT_FIXED_POINT).decode(engine.predict_raw(raw_gate)).astype(np.float32)
+    y_fw = FixedPoint.parse(out_fp).decode(engine.predict_raw(raw_gate)).astype(np.float32)
     csim_identical = int(np.sum(np.all(y_fw[:n_csim] == y_csim, axis=1)))
     if csim_identical != n_csim:
+        why = _diagnose_with_traced_csim(model, hls_dir, firmware_graph, x_gate[:5], raw_gate[:5], engine,
+                                         Path(work_dir) / model_id)  # fmt: skip
         raise BuildError(
             f"the fast engine differs from the C-simulation on {n_csim - csim_identical} of {n_csim} images: the "
-            f"firmware graph does not describe this design. The partial build is in {staging}."
+            f"firmware graph does not describe this design. {why} The partial build is in {staging}."
         )
     y_keras_gate = model.predict(x_gate, batch_size=500, verbose=0)
     agreement = float(np.mean(y_fw.argmax(1) == y_keras_gate.argmax(1)))
@@ -262,7 +282,8 @@ def build_bundle(
 
     t = time.perf_counter()
     export_onnx(model, staging / "reference.onnx")
-    shutil.copy2(model_dir / "model.h5", staging / "model.h5")
+    # The model the firmware computes (folded); the training folder keeps the source.
+    model.save(staging / "model.h5", include_optimizer=False)
     for name in ("config.json", "metrics.json", "history.csv"):
         if (model_dir / name).is_file():
             shutil.copy2(model_dir / name, staging / f"training_{name}")
@@ -270,6 +291,12 @@ def build_bundle(
     logits = model.predict(preprocess(kp.images), batch_size=500, verbose=0)
     np.save(staging / "keras_predictions.npy", logits.argmax(1).astype(np.int16))
     keras_top1 = float(np.mean(logits.argmax(1) == kp.labels))
+    if folds:
+        source_logits = source_model.predict(preprocess(kp.images), batch_size=500, verbose=0)
+        source_top1 = float(np.mean(source_logits.argmax(1) == kp.labels))
+        fold_agreement = float(np.mean(source_logits.argmax(1) == logits.argmax(1)))
+    else:
+        source_top1, fold_agreement = keras_top1, 1.0
     times["reference"] = time.perf_counter() - t
     # hls4ml's own generated helpers that the bundle does not use (its driver hard-codes hier_0 and ignores its
     # arguments; the board package has the driver).
@@ -287,7 +314,7 @@ def build_bundle(
         model_id=model_id,
         board=settings.board,
         input=TensorSpec("image", [32, 32, 3], INPUT_FIXED_POINT, _container(INPUT_FIXED_POINT)),
-        output=TensorSpec("logits", [len(CLASSES)], OUTPUT_FIXED_POINT, _container(OUTPUT_FIXED_POINT)),
+        output=TensorSpec("logits", [len(CLASSES)], out_fp, _container(out_fp)),
         preprocessing=preprocessing_spec(),
         emulated=True,
         csim_library=lib.relative_to(staging).as_posix(),
@@ -314,12 +341,16 @@ def build_bundle(
             "generated_file_fixes": fixes,
             "layer_config": {k: dict(v) for k, v in settings.layer_config.items()},
             "fifo_depths": dict(settings.fifo_depths),
+            "batchnorm_folds": [dataclasses.asdict(f) for f in folds],
             "fifo_depths_source": "fit plan (analytic, not co-simulated)" if settings.fifo_depths else "hls4ml default",
             "firmware_graph": Path(firmware_graph["graph"]).relative_to(staging).as_posix(),
             "firmware_weights": Path(firmware_graph["weights"]).relative_to(staging).as_posix(),
         },
         metrics={
+            # Keras top-1 of the model the firmware computes (BatchNormalization folded), and of the trained one.
             "keras_top1": keras_top1,
+            "keras_top1_before_folding": source_top1,
+            "folded_vs_trained_agreement": fold_agreement,
             "keras_top1_images": len(kp),
             "keras_predictions_count": len(kp),
             "csim_vs_keras_agreement": csim_agreement,

@@ -1,28 +1,34 @@
-"""The hls4ml configuration of a CIFAR ResNet, built in exactly one function.
+"""The hls4ml configuration of a CIFAR ResNet, built in exactly one function, and the one conversion call.
 
-Precisions follow the QKeras quantizers wherever hls4ml can infer them (``auto``: weights from the quantizer,
-convolution accumulators and results, Add results, ReLU outputs from ``quantized_relu``). Where hls4ml would fall
-back to its 16-bit default and lose bits or wrap, the types are set here, each with its reason:
+Before conversion a model is prepared (:func:`prepare_model`): every ``conv -> BatchNormalization`` pair is folded
+into one convolution with fixed-point weights and bias (``hls_build.fold``). Every precision is then derived from
+the prepared model (``hls_build.precision``), none is set by hand:
 
 * the input is ``ap_ufixed<8,0>``: a uint8 pixel / 256, exact (see ``training.data``);
-* BatchNormalization scale/bias/result are wide: unfolded BN with 16-bit defaults differs from Keras by 1 LSB;
-* GlobalAveragePooling accumulates in 32 bits: its 16-bit default wraps (see the stack facts);
-* the logits (the network's output, streamed back over DMA) are ``ap_fixed<16,6>``: logits of a CIFAR ResNet stay
-  well inside +-32, and 10 fractional bits keep the argmax of the quantized Keras model.
+* weights, biases and ReLU outputs come from the QKeras quantizers (hls4ml reads them);
+* convolution and dense accumulators and results, Add results and the average pooling hold their exact values
+  over the whole range the weights allow (static bounds), so nothing rounds or wraps before the next quantizer;
+* the logits (the network's output, streamed back over DMA) keep their exact type too: the softmax/argmax input
+  cannot overflow, and the firmware's logits equal the Keras model's bit for bit.
 """
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
+from hls_build.fold import FoldedLayer, fold_batchnorm
+from hls_build.precision import Precisions, derive_precisions, hls_precision_entries
 from training.data import INPUT_FIXED_POINT
 from training.keras_compat import keras
 
-OUTPUT_FIXED_POINT = "ap_fixed<16,6>"
-BN_PARAM_PRECISION = "ap_fixed<24,10>"
-WIDE_RESULT_PRECISION = "ap_fixed<32,16>"
+log = logging.getLogger(__name__)
+
+#: Keys a plan or a user may set per layer (``HlsSettings.layer_config``).
+LAYER_CONFIG_KEYS = ("ReuseFactor", "Strategy", "Precision")
 
 
 @dataclass(frozen=True)
@@ -36,7 +42,8 @@ class HlsSettings:
         strategy: ``Latency`` or ``Resource``.
         io_type: hls4ml I/O type; the AXI-stream accelerator needs ``io_stream``.
         layer_config: per-layer ``ReuseFactor`` / ``Strategy`` overrides, e.g. a fit plan's
-            (``python -m hls_build plan``); they win over ``reuse_factor`` and ``strategy``.
+            (``python -m hls_build plan``); they win over ``reuse_factor`` and ``strategy``. A ``Precision``
+            dict (e.g. ``{"accum": "ap_fixed<12,4>"}``) overrides a derived type; the build's gate judges it.
         fifo_depths: depth of the stream after each hls4ml output variable, from a fit plan; empty keeps
             hls4ml's defaults (safe, large). Planned depths are analytic: check them with C/RTL co-simulation
             before trusting a bitstream (the C-simulation cannot deadlock, so it does not test them).
@@ -56,46 +63,123 @@ class HlsSettings:
         return 1000.0 / self.clock_mhz
 
 
+def prepare_model(model: keras.Model) -> tuple[keras.Model, list[FoldedLayer]]:
+    """The model as the firmware computes it: BatchNormalization folded (a model without any comes back as is).
+
+    Returns:
+        The prepared model and the folds made (empty when there was nothing to fold).
+    """
+    if not any(type(layer).__name__ == "BatchNormalization" for layer in model.layers):
+        return model, []
+    folded, info = fold_batchnorm(model)
+    log.info("folded %d BatchNormalization layers into the layers before them", len(info))
+    return folded, info
+
+
+def output_fixed_point(model: keras.Model, precisions: Precisions | None = None) -> str:
+    """The type of the logits streamed back over DMA: the exact type of the prepared model's output."""
+    return (precisions or derive_precisions(model)).output_fixed_point(model)
+
+
 def build_hls_config(model: keras.Model, settings: HlsSettings) -> dict[str, Any]:
     """The hls4ml ``hls_config`` dict for ``model``: the only place that writes hls4ml config keys.
 
     Args:
-        model: a (Q)Keras CIFAR ResNet from ``training.models``.
+        model: a prepared (Q)Keras model (:func:`prepare_model`).
         settings: the conversion knobs.
 
     Returns:
         A dict for ``hls4ml.converters.convert_from_keras_model(hls_config=...)``.
+
+    Raises:
+        hls_build.precision.PrecisionError: a layer without an exact type (e.g. an unfolded BatchNormalization).
+        ValueError: ``settings.layer_config`` names a missing layer or an unknown key.
     """
     import hls4ml
 
+    precisions = derive_precisions(model)
     cfg = hls4ml.utils.config_from_keras_model(
         model, granularity="name", backend="VivadoAccelerator", default_precision="ap_fixed<16,6>"
     )
     cfg["Model"]["ReuseFactor"] = settings.reuse_factor
     cfg["Model"]["Strategy"] = settings.strategy
     layers = cfg["LayerName"]
+    derived = hls_precision_entries(model, precisions)
     for layer in model.layers:
         entry = layers.get(layer.name)
         if entry is None:
             continue
         entry["ReuseFactor"] = settings.reuse_factor
         prec = entry.setdefault("Precision", {})
-        kind = type(layer).__name__
-        if kind == "InputLayer":
+        if not isinstance(prec, dict):
+            prec = entry["Precision"] = {"result": prec}
+        if type(layer).__name__ == "InputLayer":
             prec["result"] = INPUT_FIXED_POINT
-        elif kind == "BatchNormalization":
-            prec.update(scale=BN_PARAM_PRECISION, bias=BN_PARAM_PRECISION, result=WIDE_RESULT_PRECISION)
-        elif kind == "GlobalAveragePooling2D":
-            prec.update(accum=WIDE_RESULT_PRECISION, result=WIDE_RESULT_PRECISION)
-        elif kind == "Add":
-            prec["result"] = WIDE_RESULT_PRECISION
-        elif kind in ("Dense", "QDense") and layer is model.layers[-1]:
-            prec.update(result=OUTPUT_FIXED_POINT, accum=WIDE_RESULT_PRECISION)
+        prec.update(derived.get(layer.name, {}))
+        # hls4ml splits a layer's ``activation="linear"`` off into a layer of its own named "<layer>_linear"
+        # (default type ap_fixed<16,6>, which would wrap): it passes the layer's exact result through.
+        linear = layers.get(f"{layer.name}_linear")
+        if linear is not None and "result" in derived.get(layer.name, {}):
+            lprec = linear.setdefault("Precision", {})
+            if not isinstance(lprec, dict):
+                lprec = linear["Precision"] = {}
+            lprec["result"] = derived[layer.name]["result"]
     for name, overrides in settings.layer_config.items():
         if name not in layers:
             raise ValueError(f"layer_config names {name!r}, which is not a layer of {model.name}")
-        unknown = set(overrides) - {"ReuseFactor", "Strategy"}
+        unknown = set(overrides) - set(LAYER_CONFIG_KEYS)
         if unknown:
-            raise ValueError(f"layer_config[{name!r}]: only ReuseFactor and Strategy can be set, got {sorted(unknown)}")
-        layers[name].update(overrides)
+            raise ValueError(
+                f"layer_config[{name!r}]: only {', '.join(LAYER_CONFIG_KEYS)} can be set, got {sorted(unknown)}"
+            )
+        for key, value in overrides.items():
+            if key == "Precision":
+                # A deliberate override of a derived type (the bit-accuracy gate checks what it does).
+                layers[name].setdefault("Precision", {}).update(dict(value))
+            else:
+                layers[name][key] = value
     return cfg
+
+
+def convert(
+    model: keras.Model,
+    settings: HlsSettings,
+    output_dir: str | Path,
+    project_name: str = "myproject",
+    backend: str = "VivadoAccelerator",
+    **kwargs: Any,
+):
+    """Convert a prepared model with hls4ml as every part of hls_build does (io_stream, AXI-stream wrapper).
+
+    Args:
+        model: a prepared model (:func:`prepare_model`).
+        settings: the conversion knobs.
+        output_dir: where hls4ml writes its project.
+        project_name: the HLS top function's prefix.
+        backend: ``VivadoAccelerator`` (the overlay) or ``Vivado`` (a bare IP, for estimates).
+        **kwargs: passed on to hls4ml (e.g. ``part``).
+
+    Returns:
+        The hls4ml ``ModelGraph`` (not yet written).
+    """
+    import hls4ml
+
+    from hls_build.boards import hls_overrides_for
+
+    args: dict[str, Any] = dict(
+        hls_config=build_hls_config(model, settings),
+        output_dir=str(output_dir),
+        project_name=project_name,
+        backend=backend,
+        io_type=settings.io_type,
+        clock_period=settings.clock_period_ns,
+    )
+    if backend == "VivadoAccelerator":
+        args.update(
+            interface="axi_stream",
+            input_type=INPUT_FIXED_POINT,
+            output_type=output_fixed_point(model),
+            **hls_overrides_for(settings.board),
+        )
+    args.update(kwargs)
+    return hls4ml.converters.convert_from_keras_model(model, **args)

@@ -13,6 +13,7 @@ AXI top function, floats converted exactly to and from the AXI stream's fixed-po
 from __future__ import annotations
 
 import ctypes
+import hashlib
 import os
 import re
 import shutil
@@ -82,7 +83,7 @@ def fix_generated_sources(project_dir: Path, project_name: str = "myproject") ->
 def compile_library(
     project_dir: Path, out_dir: Path, project_name: str = "myproject", build_dir: Path | None = None, jobs: int = 2
 ) -> Path:
-    """Compile the C-simulation into ``out_dir/lib<project>_csim.so`` with the weight files beside it.
+    """Compile the C-simulation into ``out_dir/lib<project>_csim_<hash>.so`` with the weight files beside it.
 
     Args:
         project_dir: the hls4ml project written by ``hls_model.write()`` (and fixed by :func:`fix_generated_sources`).
@@ -136,11 +137,20 @@ def compile_library(
             procs = []
     if errors:
         raise CSimBuildError("C-simulation compile failed:\n" + "\n".join(errors))
-    lib = out_dir / f"lib{project_name}_csim.so"
-    tmp = lib.with_suffix(".so.tmp")
-    res = subprocess.run([cxx, "-shared", *map(str, objects), "-o", str(tmp)], capture_output=True, text=True)
+    tmp = out_dir / f"lib{project_name}_csim.so.tmp"
+    # -Bsymbolic: the library's own calls bind to its own functions, never to a same-named one of another C-sim
+    # library already loaded in this process (two builds of one model differ only in their types).
+    res = subprocess.run([cxx, "-shared", "-Wl,-Bsymbolic", *map(str, objects), "-o", str(tmp)], capture_output=True,
+                         text=True)  # fmt: skip
     if res.returncode:
         raise CSimBuildError(f"C-simulation link failed:\n{res.stderr[:2000]}")
+    # The name carries the content hash: the dynamic loader hands back an already loaded library for a path it
+    # has seen, so a rebuild in the same place (a failed gate, a notebook) must not reuse the old file name.
+    digest = hashlib.sha256(tmp.read_bytes()).hexdigest()[:12]
+    lib = out_dir / f"lib{project_name}_csim_{digest}.so"
+    for old in out_dir.glob(f"lib{project_name}_csim*.so"):
+        if old != lib:
+            old.unlink()
     os.replace(tmp, lib)
     weights, source_weights = out_dir / "weights", project_dir / "firmware" / "weights"
     if weights.resolve() != source_weights.resolve():

@@ -640,8 +640,8 @@ def graph_from_bundle(bundle_dir: str | Path, hls_tool: str = "vitis") -> Design
 def convert_keras_model(model: Any, settings: Any, work_dir: str | Path) -> Any:
     """Convert a (Q)Keras model the way ``hls_build.build.build_bundle`` does and write the project to ``work_dir``.
 
-    The hls4ml configuration comes from ``hls_build.config.build_hls_config`` alone (the only place that writes
-    hls4ml config keys); a plan's per-layer settings are estimated analytically, not converted here.
+    The model is prepared (BatchNormalization folded) and converted by ``hls_build.config`` alone (the only place
+    that writes hls4ml config keys); a plan's per-layer settings are estimated analytically, not converted here.
 
     Args:
         model: the Keras model.
@@ -651,29 +651,10 @@ def convert_keras_model(model: Any, settings: Any, work_dir: str | Path) -> Any:
     Returns:
         The written hls4ml ``ModelGraph``.
     """
-    # isort: off
-    from training.keras_compat import keras  # noqa: F401  (first: selects tf-keras for hls4ml)
-    import hls4ml
+    from hls_build.config import convert, prepare_model
 
-    # isort: on
-    from hls_build.boards import hls_overrides_for
-    from hls_build.config import OUTPUT_FIXED_POINT, build_hls_config
-    from training.data import INPUT_FIXED_POINT
-
-    cfg = build_hls_config(model, settings)
-    hls_model = hls4ml.converters.convert_from_keras_model(
-        model,
-        hls_config=cfg,
-        output_dir=str(Path(work_dir) / "hls"),
-        project_name="myproject",
-        backend="VivadoAccelerator",
-        io_type=settings.io_type,
-        interface="axi_stream",
-        input_type=INPUT_FIXED_POINT,
-        output_type=OUTPUT_FIXED_POINT,
-        clock_period=settings.clock_period_ns,
-        **hls_overrides_for(settings.board),
-    )
+    prepared, _ = prepare_model(model)
+    hls_model = convert(prepared, settings, Path(work_dir) / "hls", project_name="myproject")
     hls_model.write()
     return hls_model
 

@@ -756,11 +756,7 @@ def graph_for_bundle(bundle_dir: str | Path, out_dir: str | Path, work_dir: str 
     from training.train import load_trained_model
 
     bundle = load_bundle(bundle_dir)
-    # hls4ml only after training.keras_compat.
-    import hls4ml
-
-    from hls_build.boards import hls_overrides_for
-    from hls_build.config import HlsSettings, build_hls_config
+    from hls_build.config import HlsSettings, convert, prepare_model
     from hls_build.csim import fix_generated_sources
 
     m = bundle.manifest
@@ -776,18 +772,14 @@ def graph_for_bundle(bundle_dir: str | Path, out_dir: str | Path, work_dir: str 
     model = load_trained_model(bundle.path("model.h5"))
     with tempfile.TemporaryDirectory(dir=work_dir) as tmp:
         project_dir = Path(tmp) / "hls"
-        hls_model = hls4ml.converters.convert_from_keras_model(
-            model,
-            hls_config=build_hls_config(model, settings),
-            output_dir=str(project_dir),
+        hls_model = convert(
+            prepare_model(model)[0],
+            settings,
+            project_dir,
             project_name=project,
             backend=hls.get("backend", "VivadoAccelerator"),
-            io_type=settings.io_type,
-            interface=hls.get("interface", "axi_stream"),
             input_type=m.input.fixed_point,
             output_type=m.output.fixed_point,
-            clock_period=settings.clock_period_ns,
-            **hls_overrides_for(settings.board),  # as build_bundle converts it (the C++ does not depend on it)
         )
         hls_model.write()
         fix_generated_sources(project_dir, project)

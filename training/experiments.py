@@ -64,7 +64,7 @@ class Grid:
         methods: ``plain``, ``kd``, ``skip_remover``, ``skip_shortener``.
         trials: runs per config; trial k uses seed ``seed + k``.
         teacher: ``auto`` (the same model and quant trained ``plain`` in this sweep, same trial) or a model.h5 path.
-        epochs, recipe, batch_size, lr_peak, seed, kd_loss, kd_temperature, kd_alpha, skip_every_epochs,
+        epochs, recipe, batch_size, lr_peak, weight_decay, seed, kd_loss, kd_temperature, kd_alpha, skip_every_epochs,
             train_limit, test_limit: passed to every run's ``TrainConfig``.
         cpus_per_run: CPUs each run asks for; also its TensorFlow threads (inline too), so a run computes the
             same numbers wherever it runs.
@@ -82,6 +82,7 @@ class Grid:
     recipe: str = "short"
     batch_size: int = 128
     lr_peak: float = 0.1
+    weight_decay: float = 5e-5
     seed: int = 0
     kd_loss: str = "tailor"
     kd_temperature: float = 4.0
@@ -180,6 +181,7 @@ class Grid:
                                     recipe=self.recipe,
                                     batch_size=self.batch_size,
                                     lr_peak=self.lr_peak,
+                                    weight_decay=self.weight_decay,
                                     seed=self.seed + trial,
                                     kd_loss=self.kd_loss,
                                     kd_temperature=self.kd_temperature,

@@ -50,11 +50,13 @@ def resnet8_bundle(tmp_path_factory):
 def test_graph_reads_the_written_firmware(resnet20):
     ops = [layer.op for layer in resnet20.layers]
     assert ops.count("conv2d") == 21  # 19 3x3 + 2 projections
-    assert ops.count("batchnorm") == 21 and ops.count("merge") == 9 and ops.count("clone") == 9
+    # BatchNormalization is folded into the convolutions (hls_build.fold): no batchnorm layer is left.
+    assert ops.count("batchnorm") == 0 and ops.count("merge") == 9 and ops.count("clone") == 9
     conv = resnet20.layer("s1b1_conv1")
     assert conv.strategy == "resource" and conv.reuse_factor == 72  # 64 made valid by hls4ml
     assert conv.mult_size == (144, 16) and conv.weights["weight"].size == 144 * 16
-    assert str(conv.types["weight"]) == "ap_fixed<8,3>"
+    # The folded kernel keeps the 8 bits of <8,3>, with integer bits derived from its own range.
+    assert conv.types["weight"].width == 8
     # every internal stream has one producer and at least one consumer
     for s in resnet20.streams.values():
         if s.kind == "internal":
@@ -88,13 +90,10 @@ def test_estimates_grow_as_reuse_factor_falls(resnet20):
     """Per tunable layer: as ReuseFactor falls, DSP, LUT and FF never shrink and the layer never gets slower."""
     from hls_build.estimate import estimate_design, valid_reuse_factors
 
-    names = ["stem_conv", "s1b1_conv1", "s2b1_conv2", "s2b1_proj_conv", "s3b1_conv2", "logits", "s3b1_bn1"]
+    names = ["stem_conv", "s1b1_conv1", "s2b1_conv2", "s2b1_proj_conv", "s3b1_conv2", "logits"]
     for name in names:
         layer = resnet20.layer(name)
-        if layer.op == "batchnorm":
-            rfs = [4096, 1024, 256, 64, 16, 4, 1]
-        else:
-            rfs = sorted(valid_reuse_factors(*layer.mult_size), reverse=True)[:-1]  # RF 1 leaves the ROM
+        rfs = sorted(valid_reuse_factors(*layer.mult_size), reverse=True)[:-1]  # RF 1 leaves the ROM
         previous = None
         for rf in rfs:
             est = estimate_design(resnet20, None, layer_config={name: {"ReuseFactor": rf}}, check=False)
@@ -200,25 +199,25 @@ def test_narrow_precision_is_warned(resnet20, caplog):
     from hls_build.estimate import FixedType, check_precision, estimate_design
 
     graph = copy.deepcopy(resnet20)
-    bn = graph.layer("s2b1_bn1")
+    add = graph.layer("s2b1_add")
     narrow = FixedType.parse("ap_fixed<8,2>")
-    bn.types["out"] = narrow
-    for s in bn.outputs:
+    add.types["out"] = narrow
+    for s in add.outputs:
         graph.streams[s].elem = narrow
-    warnings = [w for w in check_precision(graph) if w.layer == "s2b1_bn1"]
+    warnings = [w for w in check_precision(graph) if w.layer == "s2b1_add"]
     assert len(warnings) == 1
     w = warnings[0]
     assert w.what == "result" and w.type_range == (-2.0, 1.984375)
     assert w.bound[1] > w.type_range[1]
-    assert re.search(r"layer s2b1_bn1 result type ap_fixed<8,2> holds \[-2, 1\.98438\] but .*\[-?[\d.]+, [\d.]+\]",
+    assert re.search(r"layer s2b1_add result type ap_fixed<8,2> holds \[-2, 1\.98438\] but .*\[-?[\d.]+, [\d.]+\]",
                      w.message)  # fmt: skip
     with caplog.at_level("WARNING", logger="hls_build.estimate"):
         est = estimate_design(graph, "zcu104")
-    assert any("s2b1_bn1" in rec.message for rec in caplog.records)
-    assert any(x.layer == "s2b1_bn1" for x in est.warnings)
+    assert any("s2b1_add" in rec.message for rec in caplog.records)
+    assert any(x.layer == "s2b1_add" for x in est.warnings)
     # a saturating type clips by design: not reported
-    bn.types["out"] = FixedType.parse("ap_fixed<8,2,AP_RND,AP_SAT>")
-    assert not [x for x in check_precision(graph) if x.layer == "s2b1_bn1"]
+    add.types["out"] = FixedType.parse("ap_fixed<8,2,AP_RND,AP_SAT>")
+    assert not [x for x in check_precision(graph) if x.layer == "s2b1_add"]
 
 
 # -------------------------------------------------------------------------------------------- output formats

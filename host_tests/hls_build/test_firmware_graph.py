@@ -29,7 +29,8 @@ def test_bundle_carries_the_graph_in_call_order(bundle_dir):
     assert [la["name"] for la in graph["layers"] if la["function_cpp"]] == calls
     keys = {w["key"] for la in graph["layers"] for w in la["weights"].values()}
     assert keys == set(arrays)
-    assert {la["op"] for la in graph["layers"]} >= {"input", "zeropad2d", "conv2d", "batchnorm", "relu", "clone", "add"}
+    ops = {la["op"] for la in graph["layers"]}
+    assert ops >= {"input", "zeropad2d", "conv2d", "relu", "clone", "add"} and "batchnorm" not in ops  # folded
 
 
 def test_conv_and_dense_weights_are_the_quantized_keras_kernels(bundle_dir, trained_model_dir):
@@ -37,7 +38,7 @@ def test_conv_and_dense_weights_are_the_quantized_keras_kernels(bundle_dir, trai
     from training.train import load_trained_model
 
     _, graph, arrays = _graph(bundle_dir)
-    model = load_trained_model(trained_model_dir / "model.h5")
+    model = load_trained_model(bundle_dir / "model.h5")  # the model the firmware computes (BN folded)
     checked = 0
     for layer in graph["layers"]:
         if layer["op"] not in ("conv2d", "pointwise_conv2d", "dense"):

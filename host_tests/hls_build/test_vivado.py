@@ -777,7 +777,7 @@ def test_zcu104_hls_cpp_compiles_and_the_vitis_wrapper_matches_hls4mls(converted
     fw = project / "firmware"
     exe = tmp_path / "harness"
     cmd = ["g++", "-std=c++14", "-O1", f"-I{FIXTURES / 'vitis_include'}", f"-I{fw / 'ap_types'}", f"-I{fw}",
-           str(tmp_path / "harness.cpp"), str(wrapper), f"-L{lib.parent}", "-lmyproject_csim",
+           str(tmp_path / "harness.cpp"), str(wrapper), str(lib),
            f"-Wl,-rpath,{lib.parent}", "-o", str(exe)]  # fmt: skip
     res = subprocess.run(cmd, capture_output=True, text=True)
     assert res.returncode == 0, res.stderr[-3000:]

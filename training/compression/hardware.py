@@ -40,9 +40,11 @@ PART = "xc7z020clg400-1"
 def _convert(model: keras.Model, strategy: str, reuse_factor: int, work_dir: str):
     import hls4ml
 
-    from hls_build.config import HlsSettings, build_hls_config
+    from hls_build.config import HlsSettings, build_hls_config, prepare_model
 
     base = "Latency" if strategy == "Latency" else "Resource"
+    # As hls_build converts it: BatchNormalization folded (a pruned zero stays zero when scaled).
+    model, _ = prepare_model(model)
     cfg = build_hls_config(model, HlsSettings(strategy=base, reuse_factor=reuse_factor))
     if strategy == "resource_unrolled":
         cfg["Model"]["Strategy"] = strategy

@@ -1,0 +1,305 @@
+"""Fold BatchNormalization into the convolution (or dense layer) before it, with fixed-point weights and biases.
+
+An unfolded BatchNormalization is a float multiply-add in Keras but a fixed-point one in the firmware, so the two
+can never agree bit for bit, and in io_stream every BatchNormalization is one more pipeline stage with its own wide
+FIFO. Folding removes both problems: ``conv -> BN`` becomes one ``QConv2D`` with a bias,
+
+    W' = W * gamma / sqrt(var + eps)        b' = (b - mean) * gamma / sqrt(var + eps) + beta
+
+where ``W`` is the kernel as the convolution's quantizer sees it. ``W'`` and ``b'`` are then rounded once, here, to
+fixed-point formats derived from their values (per layer, never hand-set):
+
+* kernel: the source quantizer's width (8 for ``<8,3>``; ``weight_bits`` for a float layer) with just enough integer
+  bits for ``max |W'|``, so no weight saturates and none of the width is wasted;
+* bias: the fractional bits of the accumulator (input fractional bits + kernel fractional bits), so adding it loses
+  nothing, and integer bits for ``max |b'|``.
+
+The folded weights are stored already quantized, so QKeras's quantizer leaves them unchanged and hls4ml reads the
+very same values: the folded Keras model and the firmware compute the same sums exactly. Folding re-rounds the
+kernel, so the folded model is a (slightly) different model: :func:`fold_batchnorm` reports what changed and the
+build records the top-1 of both.
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from board.fixed_point import FixedPoint
+from training.data import INPUT_FIXED_POINT
+from training.keras_compat import keras
+from training.models import SkipGate
+
+#: Widest bias the fold writes; hls4ml's fixed-point types and the firmware engine both stay within 32 bits.
+MAX_BIAS_BITS = 32
+#: Narrowest integer part a folded kernel gets: the sign bit alone (ap_fixed<8,1>: |w| < 1, 7 fractional bits).
+#: QKeras's quantized_bits cannot express fewer (its integer count, the sign excluded, must be >= 0).
+MIN_KERNEL_INTEGER_BITS = 1
+
+FOLDABLE = ("Conv2D", "QConv2D", "Dense", "QDense")
+
+
+class FoldError(ValueError):
+    """A model whose BatchNormalization layers cannot be folded as asked."""
+
+
+@dataclass(frozen=True)
+class FoldedLayer:
+    """One ``conv/dense -> BatchNormalization`` pair folded into one layer.
+
+    Attributes:
+        layer: name of the folded layer (the convolution's name; the BatchNormalization's is gone).
+        batchnorm: name of the BatchNormalization folded into it.
+        kernel_type: ``ap_fixed<W,I>`` of the folded kernel.
+        bias_type: ``ap_fixed<W,I>`` of the folded bias.
+        kernel_max_abs: ``max |W'|`` before rounding.
+        kernel_rounding_error: ``max |W' - round(W')|``.
+        bias_exact: the bias has all the accumulator's fractional bits (False when capped at ``MAX_BIAS_BITS``).
+    """
+
+    layer: str
+    batchnorm: str
+    kernel_type: str
+    bias_type: str
+    kernel_max_abs: float
+    kernel_rounding_error: float
+    bias_exact: bool
+
+
+def integer_bits_for(max_abs: float, signed: bool = True) -> int:
+    """Fewest integer bits (sign included when ``signed``) whose range holds ``max_abs``: ``ap_fixed<W, I>``'s I."""
+    if max_abs <= 0:
+        return 1 if signed else 0
+    return int(math.floor(math.log2(max_abs))) + 1 + int(signed)
+
+
+def _qbits_config(total: int, integer: int) -> str:
+    """``quantized_bits`` for signed ``ap_fixed<total, integer>`` as QKeras parses it (it does not count the sign)."""
+    return f"quantized_bits({total},{integer - 1},0,alpha=1)"
+
+
+def to_quantized_entry(entry: dict[str, Any], kernel: tuple[int, int], bias: tuple[int, int]) -> None:
+    """Rewrite a Conv2D/Dense (or Q-) layer's config entry, in place, as QConv2D/QDense with a bias.
+
+    Args:
+        entry: the layer's entry in a functional model config.
+        kernel: ``(total, integer)`` bits of the signed kernel type.
+        bias: ``(total, integer)`` bits of the signed bias type.
+    """
+    cfg = entry["config"]
+    entry["class_name"] = "QConv2D" if "Conv2D" in entry["class_name"] else "QDense"
+    entry["module"] = "qkeras.qconvolutional" if entry["class_name"] == "QConv2D" else "qkeras.qlayers"
+    entry["registered_name"] = entry["class_name"]
+    cfg["use_bias"] = True
+    cfg["kernel_quantizer"] = _qbits_config(*kernel)
+    cfg["bias_quantizer"] = _qbits_config(*bias)
+    # Training-time objects that make no sense on fixed weights (and QInitializer does not round-trip).
+    for key in ("kernel_initializer", "bias_initializer", "kernel_regularizer", "bias_regularizer",
+                "kernel_constraint", "bias_constraint", "activity_regularizer"):  # fmt: skip
+        cfg.pop(key, None)
+
+
+#: Config keys of QKeras layers that hold quantizers.
+_QUANTIZER_KEYS = ("kernel_quantizer", "bias_quantizer", "activation")
+
+
+def _quantize(values: np.ndarray, total: int, integer: int) -> np.ndarray:
+    from qkeras import quantized_bits
+
+    q = quantized_bits(total, integer - 1, keep_negative=True, alpha=1)
+    return np.asarray(q(values.astype(np.float32)), dtype=np.float32)
+
+
+def quantizer_format(quantizer: Any) -> tuple[int, int, bool] | None:
+    """``(bits, integer bits incl. sign, signed)`` of a QKeras ``quantized_bits``/``quantized_relu``, else None."""
+    if quantizer is None:
+        return None
+    kind = type(quantizer).__name__
+    if kind == "quantized_bits" and getattr(quantizer, "alpha", 1) in (1, 1.0, None):
+        signed = bool(quantizer.keep_negative)
+        return int(quantizer.bits), int(quantizer.integer) + int(signed), signed
+    if kind == "quantized_relu":
+        return int(quantizer.bits), int(quantizer.integer), False
+    return None
+
+
+def _frac_bits(fmt: tuple[int, int, bool] | None) -> int | None:
+    return None if fmt is None else fmt[0] - fmt[1]
+
+
+def tensor_frac_bits(model: keras.Model) -> dict[str, int | None]:
+    """Fractional bits of every layer's output where the model fixes them (None: float or not a power of two).
+
+    Follows quantizers (``QActivation``), the input (``INPUT_FIXED_POINT``), exact sums (convolutions and dense
+    layers with quantized kernels: input + kernel fractional bits; Add: the most of its inputs) and layers that only
+    move values (padding, flatten, dropout, max pooling).
+    """
+    fx: dict[str, int | None] = {}
+    for layer in model.layers:
+        kind = type(layer).__name__
+        ins = [n.name for n in _inbound_layers(layer)]
+        src = [fx.get(n) for n in ins]
+        if kind == "InputLayer":
+            fx[layer.name] = FixedPoint.parse(INPUT_FIXED_POINT).width - FixedPoint.parse(INPUT_FIXED_POINT).integer
+        elif kind == "QActivation":
+            fx[layer.name] = _frac_bits(quantizer_format(layer.quantizer))
+        elif kind in ("QConv2D", "QDense"):
+            fw = _frac_bits(quantizer_format(layer.kernel_quantizer_internal))
+            fb = _frac_bits(quantizer_format(layer.bias_quantizer_internal)) if layer.use_bias else 0
+            ok = None not in (src[0], fw, fb)
+            fx[layer.name] = max(src[0] + fw, fb) if ok else None
+        elif kind == "Add":
+            fx[layer.name] = None if None in src else max(src)
+        elif kind in ("ZeroPadding2D", "Flatten", "Dropout", "MaxPooling2D", "Reshape"):
+            fx[layer.name] = src[0]
+        elif kind in ("GlobalAveragePooling2D", "AveragePooling2D"):
+            n = int(np.prod(layer.input_shape[1:3])) if kind.startswith("Global") else int(np.prod(layer.pool_size))
+            exact = src[0] is not None and n & (n - 1) == 0
+            fx[layer.name] = src[0] + int(math.log2(n)) if exact else None
+        else:
+            fx[layer.name] = None
+    return fx
+
+
+def _inbound_layers(layer: keras.layers.Layer) -> list[keras.layers.Layer]:
+    nodes = getattr(layer, "_inbound_nodes", [])
+    if not nodes:
+        return []
+    inbound = nodes[0].inbound_layers
+    return list(inbound) if isinstance(inbound, (list, tuple)) else [inbound]
+
+
+def _consumers(config: dict[str, Any]) -> dict[str, list[str]]:
+    out: dict[str, list[str]] = {}
+    for entry in config["layers"]:
+        for node in entry["inbound_nodes"]:
+            for ref in node:
+                out.setdefault(ref[0], []).append(entry["name"])
+    return out
+
+
+def _kernel_values(layer: keras.layers.Layer) -> tuple[np.ndarray, np.ndarray | None]:
+    """The kernel and bias as the layer computes with them (through its quantizers, if any)."""
+    kernel = layer.kernel.numpy()
+    bias = layer.bias.numpy() if getattr(layer, "use_bias", False) else None
+    kq = getattr(layer, "kernel_quantizer_internal", None)
+    if kq is not None:
+        kernel = np.asarray(kq(kernel))
+    bq = getattr(layer, "bias_quantizer_internal", None)
+    if bq is not None and bias is not None:
+        bias = np.asarray(bq(bias))
+    return kernel.astype(np.float64), None if bias is None else bias.astype(np.float64)
+
+
+def fold_batchnorm(
+    model: keras.Model, weight_bits: int | None = None, name: str | None = None
+) -> tuple[keras.Model, list[FoldedLayer]]:
+    """Fold every ``Conv2D/QConv2D/Dense/QDense -> BatchNormalization`` pair into one quantized layer.
+
+    Args:
+        model: a functional Keras model (QKeras layers allowed).
+        weight_bits: kernel width for layers without a kernel quantizer (float models); quantized layers keep the
+            width of their quantizer. None: 8.
+        name: name of the folded model (default: the source's).
+
+    Returns:
+        The folded model (a new model; ``model`` is untouched) and one :class:`FoldedLayer` per fold. A model
+        without BatchNormalization comes back rebuilt but equal, with an empty list.
+
+    Raises:
+        FoldError: a BatchNormalization that follows a foldable layer whose output also feeds other layers (the
+            fold would change what they see), or a foldable layer whose input has no fixed fractional bits.
+    """
+    from qkeras.utils import _add_supported_quantized_objects
+
+    config = copy.deepcopy(model.get_config())
+    consumers = _consumers(config)
+    by_name = {entry["name"]: entry for entry in config["layers"]}
+    fx = tensor_frac_bits(model)
+    new_weights: dict[str, list[np.ndarray]] = {}
+    folded: list[FoldedLayer] = []
+    renames: dict[str, str] = {}
+    drop: set[str] = set()
+    for entry in config["layers"]:
+        if entry["class_name"] != "BatchNormalization":
+            continue
+        refs = [ref for node in entry["inbound_nodes"] for ref in node]
+        src = by_name.get(refs[0][0]) if len(refs) == 1 else None
+        if src is None or src["class_name"] not in FOLDABLE:
+            continue  # a BatchNormalization after something else stays (hls4ml implements it; not bit-exact)
+        if consumers.get(src["name"], []) != [entry["name"]]:
+            raise FoldError(
+                f"cannot fold {entry['name']!r} into {src['name']!r}: {src['name']!r} also feeds "
+                f"{[c for c in consumers[src['name']] if c != entry['name']]}"
+            )
+        layer, bn = model.get_layer(src["name"]), model.get_layer(entry["name"])
+        in_frac = fx.get(_inbound_layers(layer)[0].name)
+        if in_frac is None:
+            raise FoldError(
+                f"cannot fold {bn.name!r} into {layer.name!r}: its input {_inbound_layers(layer)[0].name!r} has no "
+                "fixed-point format (quantize the activations first)"
+            )
+        kernel, bias = _kernel_values(layer)
+        axis = bn.axis[0] if isinstance(bn.axis, (list, tuple)) else bn.axis
+        if axis not in (-1, len(bn.input_shape) - 1):
+            raise FoldError(f"{bn.name!r} normalizes axis {axis}; only the channel (last) axis can be folded")
+        gamma = bn.gamma.numpy() if bn.scale else np.ones(kernel.shape[-1])
+        beta = bn.beta.numpy() if bn.center else np.zeros(kernel.shape[-1])
+        inv = gamma.astype(np.float64) / np.sqrt(bn.moving_variance.numpy().astype(np.float64) + bn.epsilon)
+        w_fold = kernel * inv
+        b_fold = ((bias if bias is not None else 0.0) - bn.moving_mean.numpy().astype(np.float64)) * inv + beta
+
+        src_fmt = quantizer_format(getattr(layer, "kernel_quantizer_internal", None))
+        bits = src_fmt[0] if src_fmt else (weight_bits or 8)
+        w_int = max(integer_bits_for(float(np.max(np.abs(w_fold)))), MIN_KERNEL_INTEGER_BITS)
+        w_q = _quantize(w_fold, bits, w_int)
+        b_frac = in_frac + (bits - w_int)
+        b_int = max(integer_bits_for(float(np.max(np.abs(b_fold)))), 1)
+        b_bits = min(b_int + b_frac, MAX_BIAS_BITS)
+        b_q = _quantize(b_fold, b_bits, b_int)
+
+        to_quantized_entry(src, (bits, w_int), (b_bits, b_int))
+        new_weights[src["name"]] = [w_q, b_q]
+        renames[entry["name"]] = src["name"]
+        drop.add(entry["name"])
+        folded.append(
+            FoldedLayer(
+                layer=src["name"],
+                batchnorm=entry["name"],
+                kernel_type=f"ap_fixed<{bits},{w_int}>",
+                bias_type=f"ap_fixed<{b_bits},{b_int}>",
+                kernel_max_abs=float(np.max(np.abs(w_fold))),
+                kernel_rounding_error=float(np.max(np.abs(w_fold - w_q))),
+                bias_exact=b_bits == b_int + b_frac,
+            )
+        )
+
+    config["layers"] = [e for e in config["layers"] if e["name"] not in drop]
+    for entry in config["layers"]:
+        # QKeras parses quantizers given as strings; a live config's dicts do not deserialize outside load_qmodel.
+        if entry["class_name"].startswith("Q") and entry["name"] not in new_weights:
+            layer = model.get_layer(entry["name"])
+            for key in _QUANTIZER_KEYS:
+                q = getattr(layer, "quantizer" if key == "activation" else f"{key}_internal", None)
+                if isinstance(entry["config"].get(key), dict) and q is not None:
+                    entry["config"][key] = str(q)
+    for entry in config["layers"]:
+        for node in entry["inbound_nodes"]:
+            for ref in node:
+                ref[0] = renames.get(ref[0], ref[0])
+    config["output_layers"] = [[renames.get(r[0], r[0]), *r[1:]] for r in config["output_layers"]]
+    if name:
+        config["name"] = name
+    custom: dict[str, Any] = {"SkipGate": SkipGate}
+    _add_supported_quantized_objects(custom)
+    out = keras.Model.from_config(config, custom_objects=custom)
+    for layer in out.layers:
+        if layer.name in new_weights:
+            layer.set_weights(new_weights[layer.name])
+        elif layer.weights:
+            layer.set_weights(model.get_layer(layer.name).get_weights())
+    return out, folded

@@ -1,0 +1,217 @@
+"""Fixed-point types of every layer of a quantized Keras model, derived so that the firmware computes it exactly.
+
+The rule (``derive_precisions``), layer by layer in graph order, from the model's own quantizers and weights:
+
+* the input is ``training.data.INPUT_FIXED_POINT`` (a uint8 pixel / 256, exact);
+* a quantizer (``QActivation``) fixes its output type; hls4ml reads it from the quantizer itself;
+* a convolution or dense layer with quantized kernel and bias sums exactly when its accumulator has the input's
+  fractional bits plus the kernel's (and at least the bias's), and integer bits for the largest sum its weights can
+  make from the input's range (per output channel: the positive weights times one end of the range, the negative
+  ones times the other, plus the bias). Its result is the accumulator: nothing is rounded before the next quantizer;
+* an Add keeps the most fractional bits of its inputs, and integer bits for the sum of their ranges;
+* an average pool over ``n = 2^k`` values sums in an accumulator ``k`` integer bits and ``k`` fractional bits
+  wider (hls4ml's ``accum / n`` keeps the accumulator's fractional bits) and divides exactly into them.
+
+These are worst-case ranges (static bounds), so no type can overflow for any input image; they are usually far
+narrower than hls4ml's own ``auto`` rule, which adds ``log2(n_in)`` integer bits whatever the weights. When a
+derived type is wider than ``MAX_BITS`` it is cut to that width, fractional bits first, and the layer is named in
+``Precisions.inexact`` (the firmware then rounds there; the bit-accuracy gate measures the effect).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from board.fixed_point import FixedPoint
+from hls_build.fold import _inbound_layers, quantizer_format
+from training.data import INPUT_FIXED_POINT
+from training.keras_compat import keras
+
+#: Widest type derived here: the firmware engine and the AXI output container work in at most 32 bits.
+MAX_BITS = 32
+
+
+class PrecisionError(ValueError):
+    """A layer whose exact type cannot be derived (a float weight, an unsupported layer on a fixed-point path)."""
+
+
+@dataclass(frozen=True)
+class FxType:
+    """``ap_fixed<width, integer>`` (signed) or ``ap_ufixed`` with its value range."""
+
+    signed: bool
+    integer: int
+    frac: int
+    lo: float
+    hi: float
+
+    @property
+    def width(self) -> int:
+        """All bits."""
+        return self.integer + self.frac
+
+    def __str__(self) -> str:
+        return f"ap_{'' if self.signed else 'u'}fixed<{self.width},{self.integer}>"
+
+    @classmethod
+    def for_range(cls, lo: float, hi: float, frac: int) -> FxType:
+        """The narrowest type with ``frac`` fractional bits that holds every value in ``[lo, hi]``."""
+        signed = lo < 0
+        top = max(abs(lo), abs(hi) + 2.0**-frac)  # the largest code is hi; a signed type's range is [-2^(I-1), ..)
+        integer = max(int(math.ceil(math.log2(top))) if top > 0 else 0, 0) + int(signed)
+        if signed and -(2.0 ** (integer - 1)) > lo:
+            integer += 1
+        return cls(signed, max(integer, 1 if signed else 0), frac, lo, hi)
+
+    def capped(self, max_bits: int = MAX_BITS) -> tuple[FxType, bool]:
+        """The type cut to ``max_bits`` (fractional bits go first) and whether it was exact."""
+        if self.width <= max_bits:
+            return self, True
+        return FxType(self.signed, self.integer, max_bits - self.integer, self.lo, self.hi), False
+
+
+@dataclass
+class Precisions:
+    """The derived types of one model.
+
+    Attributes:
+        results: layer name -> type of its output.
+        accums: layer name -> accumulator type (convolutions, dense layers, pooling).
+        inexact: layers whose exact type was wider than ``MAX_BITS`` and was cut.
+    """
+
+    results: dict[str, FxType] = field(default_factory=dict)
+    accums: dict[str, FxType] = field(default_factory=dict)
+    inexact: list[str] = field(default_factory=list)
+
+    def output_fixed_point(self, model: keras.Model) -> str:
+        """The AXI output type: the last layer's exact type, padded with fractional bits to whole bytes.
+
+        hls4ml's AXI wrapper declares its stream word byte-aligned; the padding keeps the value exact.
+        """
+        t = self.results[model.layers[-1].name]
+        width = min(-(-t.width // 8) * 8, MAX_BITS)
+        return str(FxType(t.signed, t.integer, width - t.integer, t.lo, t.hi))
+
+
+def _input_type() -> FxType:
+    fp = FixedPoint.parse(INPUT_FIXED_POINT)
+    frac = fp.width - fp.integer
+    lo = -(2.0 ** (fp.integer - 1)) if fp.signed else 0.0
+    return FxType(fp.signed, fp.integer, frac, lo, 2.0**fp.integer - (2.0 ** (fp.integer - 1) if fp.signed else 0) -
+                  2.0**-frac)  # fmt: skip
+
+
+def _quantizer_type(quantizer, name: str) -> FxType:
+    fmt = quantizer_format(quantizer)
+    if fmt is None:
+        raise PrecisionError(f"{name}: quantizer {quantizer} has no fixed-point format (use quantized_bits/relu)")
+    bits, integer, signed = fmt
+    frac = bits - integer
+    if signed:
+        return FxType(True, integer, frac, -(2.0 ** (integer - 1)), 2.0 ** (integer - 1) - 2.0**-frac)
+    return FxType(False, integer, frac, 0.0, 2.0**integer - 2.0**-frac)
+
+
+def _weights(layer: keras.layers.Layer) -> tuple[np.ndarray, np.ndarray, int, int]:
+    """Quantized kernel as (n_in, n_out), quantized bias, and the fractional bits of kernel and bias."""
+    kq = layer.kernel_quantizer_internal
+    kfmt = quantizer_format(kq)
+    if kfmt is None:
+        raise PrecisionError(f"{layer.name}: kernel quantizer {kq} has no fixed-point format")
+    kernel = np.asarray(kq(layer.kernel.numpy()), dtype=np.float64)
+    bias, bias_frac = np.zeros(kernel.shape[-1]), 0
+    if layer.use_bias:
+        bq = layer.bias_quantizer_internal
+        bfmt = quantizer_format(bq)
+        if bfmt is None:
+            raise PrecisionError(f"{layer.name}: bias quantizer {bq} has no fixed-point format")
+        bias, bias_frac = np.asarray(bq(layer.bias.numpy()), dtype=np.float64), bfmt[0] - bfmt[1]
+    return kernel.reshape(-1, kernel.shape[-1]), bias, kfmt[0] - kfmt[1], bias_frac
+
+
+def derive_precisions(model: keras.Model) -> Precisions:
+    """Derive every layer's exact type (see the module doc).
+
+    Args:
+        model: a QKeras model with quantized kernels, biases and activations and BatchNormalization folded
+            (``hls_build.fold.fold_batchnorm``).
+
+    Raises:
+        PrecisionError: a layer this rule does not cover (its name and what is covered).
+    """
+    out = Precisions()
+    t = out.results
+    for layer in model.layers:
+        kind = type(layer).__name__
+        ins = [t[lyr.name] for lyr in _inbound_layers(layer)]
+        if kind == "InputLayer":
+            t[layer.name] = _input_type()
+        elif kind == "QActivation":
+            t[layer.name] = _quantizer_type(layer.quantizer, layer.name)
+        elif kind in ("QConv2D", "QDense"):
+            src = ins[0]
+            kernel, bias, kernel_frac, bias_frac = _weights(layer)
+            frac = max(src.frac + kernel_frac, bias_frac)
+            pos, neg = np.clip(kernel, 0, None), np.clip(kernel, None, 0)
+            hi = float(np.max(pos.sum(0) * src.hi + neg.sum(0) * src.lo + bias))
+            lo = float(np.min(pos.sum(0) * src.lo + neg.sum(0) * src.hi + bias))
+            exact = FxType.for_range(min(lo, 0.0), max(hi, 0.0), frac)
+            typ, ok = exact.capped()
+            if not ok:
+                out.inexact.append(layer.name)
+            out.accums[layer.name] = typ
+            t[layer.name] = typ
+        elif kind == "Add":
+            frac = max(s.frac for s in ins)
+            exact = FxType.for_range(sum(s.lo for s in ins), sum(s.hi for s in ins), frac)
+            typ, ok = exact.capped()
+            if not ok:
+                out.inexact.append(layer.name)
+            t[layer.name] = typ
+        elif kind in ("GlobalAveragePooling2D", "AveragePooling2D"):
+            src = ins[0]
+            n = int(np.prod(layer.input_shape[1:3])) if kind.startswith("Global") else int(np.prod(layer.pool_size))
+            k = int(math.log2(n))
+            if 2**k != n:
+                raise PrecisionError(f"{layer.name}: averages {n} values; only powers of two divide exactly")
+            # hls4ml divides the accumulator by n (``accum / int``), and an ap_fixed quotient keeps only the
+            # dividend's fractional bits: the accumulator carries the k extra ones the mean needs.
+            acc = FxType(src.signed, src.integer + k, src.frac + k, src.lo * n, src.hi * n)
+            res = FxType(src.signed, src.integer, src.frac + k, src.lo, src.hi)
+            res_c, ok = res.capped()
+            if not ok:
+                out.inexact.append(layer.name)
+            out.accums[layer.name], t[layer.name] = acc.capped()[0], res_c
+        elif kind in ("ZeroPadding2D", "Flatten", "Reshape", "Dropout", "MaxPooling2D", "GlobalMaxPooling2D"):
+            src = ins[0]
+            pad = kind == "ZeroPadding2D"
+            t[layer.name] = FxType(src.signed, src.integer, src.frac, min(src.lo, 0.0) if pad else src.lo, src.hi)
+        else:
+            raise PrecisionError(
+                f"{layer.name}: no exact fixed-point rule for {kind}; covered: InputLayer, QConv2D, QDense, "
+                "QActivation, Add, GlobalAveragePooling2D, AveragePooling2D, ZeroPadding2D, Flatten, Reshape, "
+                "Dropout, MaxPooling2D (fold BatchNormalization first)"
+            )
+    return out
+
+
+def hls_precision_entries(model: keras.Model, precisions: Precisions) -> Mapping[str, dict[str, str]]:
+    """hls4ml ``Precision`` entries per layer: every accumulator and result that is not a quantizer's own."""
+    entries: dict[str, dict[str, str]] = {}
+    for layer in model.layers:
+        kind = type(layer).__name__
+        if kind in ("QActivation", "InputLayer"):
+            continue  # hls4ml takes these from the quantizer / the input type
+        e: dict[str, str] = {}
+        if layer.name in precisions.accums:
+            e["accum"] = str(precisions.accums[layer.name])
+        if layer.name in precisions.results:
+            e["result"] = str(precisions.results[layer.name])
+        if e:
+            entries[layer.name] = e
+    return entries
