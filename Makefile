@@ -32,13 +32,14 @@ MODEL_DIR := build/models/$(MODEL_ID)
 BUNDLE := overlays/$(BOARD)/$(MODEL_ID)
 REPORT_DIR := build/reports/$(BOARD)/$(MODEL_ID)
 
-.PHONY: help env demo train bundle bench bitstream experiment compress bench-training bench-sweep test test-slow test-vivado lint format clean clean-demo
+.PHONY: help env demo train bundle bench bitstream byo experiment compress bench-training bench-sweep test test-slow test-vivado lint format clean clean-demo
 
 help:
 	@echo "make demo        train $(MODEL) <$(QUANT)>, build its emulated $(BOARD) overlay, benchmark it (N=$(N) images)"
 	@echo "make test        run the tests (host and board environments)"
 	@echo "make test-slow   the tests marked slow (longer training, C-simulation and Ray runs)"
 	@echo "make bitstream   HLS + Vivado for $(BUNDLE): adds .bit/.hwh + measured resources (needs Xilinx tools)"
+	@echo "make byo         KERAS_MODEL=my_cnn.h5 [INPUT_SCALE=255]: quantize your float Keras model, build its overlay"
 	@echo "make experiment  GRID=training/grids/<grid>.yaml OUT=results/<name>: trials over a grid, tables + plots"
 	@echo "                 SCHEDULER=auto|ray|inline WORKERS=2 ADDRESS=host:6379 RETRIES=1 (Ray: local or a cluster)"
 	@echo "make compress    Deep Compression of COMPRESS_MODEL_DIR into COMPRESS_OUT (COMPRESS_ARGS=...)"
@@ -84,6 +85,16 @@ bench: $(BUNDLE)/manifest.json | $(BOARD_VENV)/.done
 # Vitis HLS + Vivado on the bundle (source the tools' settings64.sh first); without them: exit 2, bundle untouched.
 bitstream: $(BUNDLE)/manifest.json | $(HOST_VENV)/.done
 	$(HOST_PY) -m hls_build bitstream --bundle $(BUNDLE) --work-dir build/vivado
+
+# Bring your own float Keras model (hls_build/ptq.py): post-training quantization, then the same bundle build and gate.
+KERAS_MODEL ?=
+INPUT_SCALE ?= 255
+BYO_ARGS ?=
+BYO_DIR := build/models/$(basename $(notdir $(KERAS_MODEL)))_ptq
+byo: | $(HOST_VENV)/.done
+	@test -n "$(KERAS_MODEL)" || { echo "usage: make byo KERAS_MODEL=path/to/model.h5 [INPUT_SCALE=255|256] [BOARD=...]"; exit 2; }
+	$(HOST_PY) -m hls_build import --model $(KERAS_MODEL) --out $(BYO_DIR) --input-scale $(INPUT_SCALE) $(BYO_ARGS)
+	$(HOST_PY) -m hls_build bundle --model-dir $(BYO_DIR) --board $(BOARD)
 
 # Experiments: N trials over a grid of configs (resumable: run the same command again after a crash).
 GRID ?= training/grids/resnet20_short.yaml

@@ -1,5 +1,8 @@
 """Command line: ``python -m hls_build bundle --model-dir build/models/<id> [--board pynq-z2]``.
 
+Bring your own float Keras model: ``python -m hls_build import --model my_cnn.h5 --out build/models/my_cnn``, then
+``bundle --model-dir build/models/my_cnn``.
+
 And the Vivado flow: ``python -m hls_build bitstream --bundle overlays/<board>/<model_id>``.
 """
 
@@ -29,6 +32,21 @@ def main(argv: list[str] | None = None) -> int:
     b.add_argument(
         "--plan", default=None, help="per-layer ReuseFactor/Strategy from `plan --json FILE` (its layer_config)"
     )
+    im = sub.add_parser(
+        "import",
+        help="bring your own model: quantize a float Keras CNN (.h5/.keras) after training, for `bundle`",
+        description="Post-training fixed-point quantization of a float Keras model for 32x32x3 CIFAR-10 images: "
+        "per-layer formats from weight ranges and from activation ranges on training images (hls_build/ptq.py). "
+        "Writes a folder that `bundle --model-dir` takes, with ptq_report.json (formats, top-1 before and after).",
+    )
+    im.add_argument("--model", required=True, help="the float Keras model file (.h5 or .keras)")
+    im.add_argument("--out", required=True, help="folder to write (replaced if it exists)")
+    im.add_argument("--input-scale", type=float, default=255.0, choices=(255.0, 256.0),
+                    help="the model's own input: pixel / this (default 255)")  # fmt: skip
+    im.add_argument("--weight-bits", type=int, default=8)
+    im.add_argument("--activation-bits", type=int, default=8)
+    im.add_argument("--calibration-images", type=int, default=1000, help="training images for activation ranges")
+    im.add_argument("--test-images", type=int, default=10_000, help="test images for top-1 before and after")
     _add_bitstream_parser(sub)
     _add_estimate_parsers(sub)
     args = parser.parse_args(argv)
@@ -39,11 +57,15 @@ def main(argv: list[str] | None = None) -> int:
         return _bitstream(args)
     if args.command in ("estimate", "plan", "calibrate"):
         return _estimate_commands(args)
+    if args.command == "import":
+        return _import(args)
 
     from hls_build.boards import BOARDS
     from hls_build.build import BuildError, BuildOptions, build_bundle
     from hls_build.config import HlsSettings
     from hls_build.csim import CSimBuildError
+    from hls_build.fold import FoldError
+    from hls_build.precision import PrecisionError
 
     if args.board not in BOARDS:
         print(f"error: unknown board {args.board!r}; this build supports: {', '.join(BOARDS)}", file=sys.stderr)
@@ -67,16 +89,38 @@ def main(argv: list[str] | None = None) -> int:
             min_agreement=args.min_agreement,
         )
         path = build_bundle(args.model_dir, args.overlays, args.work_dir, options)
+    except (BoardError, BuildError, CSimBuildError, FileNotFoundError, PrecisionError, FoldError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
     except (KeyError, ValueError) as exc:
         print(f"error: --plan {args.plan}: not a plan with a layer_config ({exc})", file=sys.stderr)
         return 2
-    except (BoardError, BuildError, CSimBuildError, FileNotFoundError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("interrupted; the previous bundle (if any) is untouched", file=sys.stderr)
         return 130
     print(path)
+    return 0
+
+
+def _import(args: argparse.Namespace) -> int:
+    from hls_build.ptq import ByoModelError, describe, import_float_model
+
+    try:
+        report = import_float_model(
+            args.model, args.out, input_scale=args.input_scale, weight_bits=args.weight_bits,
+            activation_bits=args.activation_bits, calibration_images=args.calibration_images,
+            test_images=args.test_images,
+        )  # fmt: skip
+    except (ByoModelError, BoardError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print(f"interrupted; {args.out} is untouched", file=sys.stderr)
+        return 130
+    print(describe(report))
+    print(f"next: python -m hls_build bundle --model-dir {args.out}")
     return 0
 
 

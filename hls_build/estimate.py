@@ -1055,6 +1055,21 @@ class Estimate:
         tot = _add(tot, self.fifo)
         return {r: int(math.ceil(tot.get(r, 0.0) - 1e-9)) for r in RESOURCE_NAMES}
 
+    def totals_by_op(self) -> dict[str, dict[str, float]]:
+        """Resources summed per kind of layer: where a design's budget goes.
+
+        Returns:
+            ``op`` (``conv2d``, ``activation``, ...; ``fifo`` for the streams) -> resources and ``count``.
+        """
+        out: dict[str, dict[str, float]] = {}
+        for row in self.rows:
+            agg = out.setdefault(row.op, {**_zero(), "count": 0})
+            for k in RESOURCE_NAMES:
+                agg[k] += row.resources.get(k, 0.0)
+            agg["count"] += 1
+        out["fifo"] = {**{k: self.fifo.get(k, 0.0) for k in RESOURCE_NAMES}, "count": len(self.fifo_detail)}
+        return out
+
     @property
     def available(self) -> dict[str, int] | None:
         """The board's resources (None without a board)."""
@@ -1455,6 +1470,11 @@ def format_table(est: Estimate, title: str | None = None) -> str:
         f"Interval: {est.interval_cycles} cycles = {est.interval_ms:.3f} ms at {est.clock_mhz:g} MHz "
         f"(bottleneck {est.bottleneck}) -> {est.images_per_s:.1f} images/s; latency ~{est.latency_cycles} cycles "
         f"= {est.latency_ms:.3f} ms (ESTIMATE; accelerator only, without DMA and driver time)"
+    )
+    by_op = sorted(est.totals_by_op().items(), key=lambda kv: -(kv[1]["LUT"] + kv[1]["FF"]))
+    out.append(
+        "By kind of layer (count: FF / LUT): "
+        + "; ".join(f"{op} ({int(v['count'])}): {v['FF']:.0f} / {v['LUT']:.0f}" for op, v in by_op)
     )
     if est.board and not est.fits():
         over = [k for k in RESOURCE_NAMES if tot[k] > est.board.budget.as_dict()[k]]

@@ -146,8 +146,12 @@ def _qrelu_entry(name: str, source: str, bits: int, integer: int) -> dict[str, A
     return {
         "class_name": "QActivation",
         "name": name,
-        "config": {"name": name, "trainable": False, "dtype": "float32",
-                   "activation": f"quantized_relu({bits},{integer})"},  # fmt: skip
+        "config": {
+            "name": name,
+            "trainable": False,
+            "dtype": "float32",
+            "activation": f"quantized_relu({bits},{integer})",
+        },  # fmt: skip
         "inbound_nodes": [[[source, 0, 0, {}]]],
     }
 
@@ -222,8 +226,12 @@ def quantize_float_model(
             relu_name = f"{entry['name']}_relu"
             entries.append(entry)
             entries.append(
-                {"class_name": "ReLU", "name": relu_name, "config": {"name": relu_name, "dtype": "float32"},
-                 "inbound_nodes": [[[entry["name"], 0, 0, {}]]]}  # fmt: skip
+                {
+                    "class_name": "ReLU",
+                    "name": relu_name,
+                    "config": {"name": relu_name, "dtype": "float32"},
+                    "inbound_nodes": [[[entry["name"], 0, 0, {}]]],
+                }  # fmt: skip
             )
             renames[entry["name"]] = relu_name
             relus.append(relu_name)
@@ -371,12 +379,28 @@ def import_float_model(
     q_model.save(staging / "model.h5", include_optimizer=False)
     model_id = f"{_slug(Path(model_path).stem)}_ptq_w{weight_bits}a{activation_bits}"
     (staging / "config.json").write_text(
-        json.dumps({"model_id": model_id, "source": report.source, "preprocessing": preprocessing_spec(),
-                    "method": "post-training quantization"}, indent=2) + "\n"  # fmt: skip
+        json.dumps(
+            {
+                "model_id": model_id,
+                "source": report.source,
+                "preprocessing": preprocessing_spec(),
+                "method": "post-training quantization",
+            },
+            indent=2,
+        )
+        + "\n"  # fmt: skip
     )
     (staging / "metrics.json").write_text(
-        json.dumps({"test_top1_max": report.top1_quantized, "test_top1_float": report.top1_float,
-                    "test_images": report.test_images, "epochs": None}, indent=2) + "\n"  # fmt: skip
+        json.dumps(
+            {
+                "test_top1_max": report.top1_quantized,
+                "test_top1_float": report.top1_float,
+                "test_images": report.test_images,
+                "epochs": None,
+            },
+            indent=2,
+        )
+        + "\n"  # fmt: skip
     )
     (staging / "ptq_report.json").write_text(json.dumps(asdict(report), indent=2) + "\n")
     if out.exists():
@@ -411,4 +435,3 @@ def describe(report: PtqReport) -> str:
             f"{report.top1_quantized:.2%} (argmax agreement {report.agreement:.2%})"
         )
     return "\n".join(lines)
-
