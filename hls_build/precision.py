@@ -98,12 +98,16 @@ class Precisions:
         return str(FxType(t.signed, t.integer, width - t.integer, t.lo, t.hi))
 
 
+def _full_range(signed: bool, integer: int, frac: int) -> FxType:
+    """A type with the whole range its bits can hold."""
+    if signed:
+        return FxType(True, integer, frac, -(2.0 ** (integer - 1)), 2.0 ** (integer - 1) - 2.0**-frac)
+    return FxType(False, integer, frac, 0.0, 2.0**integer - 2.0**-frac)
+
+
 def _input_type() -> FxType:
     fp = FixedPoint.parse(INPUT_FIXED_POINT)
-    frac = fp.width - fp.integer
-    lo = -(2.0 ** (fp.integer - 1)) if fp.signed else 0.0
-    return FxType(fp.signed, fp.integer, frac, lo, 2.0**fp.integer - (2.0 ** (fp.integer - 1) if fp.signed else 0) -
-                  2.0**-frac)  # fmt: skip
+    return _full_range(fp.signed, fp.integer, fp.width - fp.integer)
 
 
 def _quantizer_type(quantizer, name: str) -> FxType:
@@ -111,10 +115,7 @@ def _quantizer_type(quantizer, name: str) -> FxType:
     if fmt is None:
         raise PrecisionError(f"{name}: quantizer {quantizer} has no fixed-point format (use quantized_bits/relu)")
     bits, integer, signed = fmt
-    frac = bits - integer
-    if signed:
-        return FxType(True, integer, frac, -(2.0 ** (integer - 1)), 2.0 ** (integer - 1) - 2.0**-frac)
-    return FxType(False, integer, frac, 0.0, 2.0**integer - 2.0**-frac)
+    return _full_range(signed, integer, bits - integer)
 
 
 def _weights(layer: keras.layers.Layer) -> tuple[np.ndarray, np.ndarray, int, int]:
@@ -158,8 +159,10 @@ def derive_precisions(model: keras.Model) -> Precisions:
             kernel, bias, kernel_frac, bias_frac = _weights(layer)
             frac = max(src.frac + kernel_frac, bias_frac)
             pos, neg = np.clip(kernel, 0, None), np.clip(kernel, None, 0)
-            hi = float(np.max(pos.sum(0) * src.hi + neg.sum(0) * src.lo + bias))
-            lo = float(np.min(pos.sum(0) * src.lo + neg.sum(0) * src.hi + bias))
+            # Zero padding feeds zeros too: the input range always contains 0.
+            x_lo, x_hi = min(src.lo, 0.0), max(src.hi, 0.0)
+            hi = float(np.max(pos.sum(0) * x_hi + neg.sum(0) * x_lo + bias))
+            lo = float(np.min(pos.sum(0) * x_lo + neg.sum(0) * x_hi + bias))
             exact = FxType.for_range(min(lo, 0.0), max(hi, 0.0), frac)
             typ, ok = exact.capped()
             if not ok:

@@ -99,7 +99,7 @@ def load_float_model(path: str | Path) -> keras.Model:
 
 def check_float_model(model: keras.Model) -> None:
     """Refuse what the overlay cannot run, naming the layer (see :data:`SUPPORTED`)."""
-    if not isinstance(model, keras.Model) or not hasattr(model, "_inbound_nodes"):
+    if not isinstance(model, keras.Model) or not getattr(model, "_is_graph_network", False):
         raise ByoModelError("only functional or Sequential Keras models can be imported")
     shape = tuple(model.input_shape[1:])
     if shape != (32, 32, 3):
