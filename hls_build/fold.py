@@ -214,8 +214,6 @@ def fold_batchnorm(
         FoldError: a BatchNormalization that follows a foldable layer whose output also feeds other layers (the
             fold would change what they see), or a foldable layer whose input has no fixed fractional bits.
     """
-    from qkeras.utils import _add_supported_quantized_objects
-
     config = copy.deepcopy(model.get_config())
     consumers = _consumers(config)
     by_name = {entry["name"]: entry for entry in config["layers"]}
@@ -294,12 +292,22 @@ def fold_batchnorm(
     config["output_layers"] = [[renames.get(r[0], r[0]), *r[1:]] for r in config["output_layers"]]
     if name:
         config["name"] = name
+    return rebuild(config, model, new_weights), folded
+
+
+def rebuild(
+    config: dict[str, Any], source: keras.Model, new_weights: dict[str, list[np.ndarray]] | None = None
+) -> keras.Model:
+    """A model from a rewritten functional ``config``: ``new_weights`` where given, else the source's by name."""
+    from qkeras.utils import _add_supported_quantized_objects
+
     custom: dict[str, Any] = {"SkipGate": SkipGate}
     _add_supported_quantized_objects(custom)
     out = keras.Model.from_config(config, custom_objects=custom)
+    new_weights = new_weights or {}
     for layer in out.layers:
         if layer.name in new_weights:
             layer.set_weights(new_weights[layer.name])
         elif layer.weights:
-            layer.set_weights(model.get_layer(layer.name).get_weights())
-    return out, folded
+            layer.set_weights(source.get_layer(layer.name).get_weights())
+    return out

@@ -35,6 +35,7 @@ from hls_build.fold import (
     _quantize,
     fold_batchnorm,
     integer_bits_for,
+    rebuild,
     tensor_frac_bits,
     to_quantized_entry,
 )
@@ -187,8 +188,6 @@ def quantize_float_model(
     Raises:
         ByoModelError: an unsupported model or bad arguments.
     """
-    from qkeras.utils import _add_supported_quantized_objects
-
     check_float_model(model)
     if input_scale not in (255, 256):
         raise ByoModelError(f"input_scale must be 255 or 256 (pixel / input_scale), got {input_scale}")
@@ -251,10 +250,7 @@ def quantize_float_model(
     for ref in config["output_layers"]:
         while ref[0] in renames:
             ref[0] = renames[ref[0]]
-    float_model = keras.Model.from_config(config)
-    for layer in float_model.layers:
-        if layer.weights:
-            layer.set_weights(model.get_layer(layer.name).get_weights())
+    float_model = rebuild(config, model)
 
     # The overlay's input is pixel / 256; a model trained on pixel / 255 sees x * 256/255: fold that into the
     # first layers that read the image (a linear scale commutes with zero padding).
@@ -281,22 +277,17 @@ def quantize_float_model(
             }
             q = _qrelu_entry(entry["name"], entry["inbound_nodes"][0][0][0], activation_bits, integer)
             config["layers"][i] = q
-    custom: dict[str, Any] = {}
-    _add_supported_quantized_objects(custom)
-    q_model = keras.Model.from_config(config, custom_objects=custom)
-    for layer in q_model.layers:
-        if layer.weights:
-            layer.set_weights(float_model.get_layer(layer.name).get_weights())
+    q_model = rebuild(config, float_model)
 
     # BatchNormalization folded into the layer before it, whose kernel and bias are quantized on the way.
     folded, folds = fold_batchnorm(q_model, weight_bits=weight_bits)
     for f in folds:
         report.kernels[f.layer] = {"kernel": f.kernel_type, "bias": f.bias_type, "folded": f.batchnorm}
-    out = _quantize_remaining(folded, weight_bits, report, custom)
+    out = _quantize_remaining(folded, weight_bits, report)
     return out, report
 
 
-def _quantize_remaining(model: keras.Model, weight_bits: int, report: PtqReport, custom: dict) -> keras.Model:
+def _quantize_remaining(model: keras.Model, weight_bits: int, report: PtqReport) -> keras.Model:
     """Turn every still-float Conv2D/Dense into QConv2D/QDense with derived kernel and bias formats."""
     config = copy.deepcopy(model.get_config())
     fx = tensor_frac_bits(model)
@@ -324,15 +315,7 @@ def _quantize_remaining(model: keras.Model, weight_bits: int, report: PtqReport,
             "bias": f"ap_fixed<{b_bits},{b_int}>",
             "folded": None,
         }
-    if not weights:
-        return model
-    out = keras.Model.from_config(config, custom_objects=custom)
-    for layer in out.layers:
-        if layer.name in weights:
-            layer.set_weights(weights[layer.name])
-        elif layer.weights:
-            layer.set_weights(model.get_layer(layer.name).get_weights())
-    return out
+    return rebuild(config, model, weights) if weights else model
 
 
 def import_float_model(
