@@ -441,6 +441,11 @@ def benchmark(
         # As measured by hls_build (the first keras_top1_images test images; all 10,000 unless it says otherwise).
         "keras_top1_manifest": m.metrics.get("keras_top1"),
         "keras_top1_manifest_images": int(m.metrics.get("keras_top1_images", 10000)),
+        # The trained model before hls_build folded BatchNormalization into the convolutions (None: nothing folded
+        # or an older bundle).
+        "keras_top1_before_folding": m.metrics.get("keras_top1_before_folding")
+        if m.hls.get("batchnorm_folds")
+        else None,
         "keras_top1_same_images": None if keras_pred is None else _top1(keras_pred, labels[:k]),
         "keras_same_images_count": k,
     }
@@ -623,6 +628,14 @@ def render_markdown(report: dict[str, Any]) -> str:
         f"{_pct(acc['keras_top1_same_images'])} |",
         f"| Keras (quantized), as measured at build time (manifest metrics) | {acc['keras_top1_manifest_images']} | "
         f"{_pct(acc['keras_top1_manifest'])} |",
+        *(
+            [
+                f"| Keras (quantized) as trained, before BatchNormalization was folded (manifest metrics) | "
+                f"{acc['keras_top1_manifest_images']} | {_pct(acc['keras_top1_before_folding'])} |"
+            ]
+            if acc.get("keras_top1_before_folding") is not None
+            else []
+        ),
         "",
         "## Argmax agreement",
         "",
