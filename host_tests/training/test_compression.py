@@ -356,7 +356,7 @@ def test_sharing_then_finetuning_keeps_codebook_indices_and_zeros():
         assert len(np.unique(eff[eff != 0])) <= 4 and np.all(eff[~masks[name]] == 0)
     x, y = _toy_data(16, 2)
     ds = tf.data.Dataset.from_tensor_slices((x, y)).batch(16)
-    # One plain SGD step: each centroid moves by -lr * (sum of its cluster's kernel gradients).
+    # One plain SGD step with Han's sum: each centroid moves by -lr * (sum of its cluster's kernel gradients).
     kernels = [model.get_layer(n).kernel for n in shared]
     with tf.GradientTape() as tape:
         logits = model(x, training=True)
@@ -364,7 +364,7 @@ def test_sharing_then_finetuning_keeps_codebook_indices_and_zeros():
     grads = dict(zip(shared, tape.gradient(loss, kernels)))
     old = {n: sk.codebook.copy() for n, sk in shared.items()}
     positions = {n: sk.positions.copy() for n, sk in shared.items()}
-    finetune_centroids(model, shared, ds, epochs=1, lr=0.05, momentum=0.0, steps_per_epoch=1)
+    finetune_centroids(model, shared, ds, epochs=1, lr=0.05, momentum=0.0, steps_per_epoch=1, reduction="sum")
     for name, sk in shared.items():
         expected = old[name] - 0.05 * np.bincount(sk.indices, grads[name].numpy().ravel()[sk.positions],
                                                   minlength=len(old[name]))  # fmt: skip
@@ -373,6 +373,37 @@ def test_sharing_then_finetuning_keeps_codebook_indices_and_zeros():
         kernel = model.get_layer(name).kernel.numpy().ravel()
         assert np.all(np.delete(kernel, sk.positions) == 0)  # pruned zeros stay zero
         assert np.array_equal(kernel[sk.positions], sk.codebook[sk.indices])
+
+
+def _literal_finetune_step(reduction: str) -> tuple[list[float], np.ndarray]:
+    """One plain SGD step (lr 0.1) on a float Dense(2) with a literal kernel in two clusters of 1 and 7 weights."""
+    keras.utils.set_random_seed(0)
+    inp = keras.Input((4,))
+    model = keras.Model(inp, keras.layers.Dense(2, use_bias=False, name="fc")(inp))
+    kernel = np.array([[0.25, 0.5], [0.5, 0.5], [0.5, 0.5], [0.5, 0.5]], dtype=np.float32)
+    model.get_layer("fc").set_weights([kernel])
+    shared = share_weights(model, 1)  # k-means on {0.25, 0.5 x 7}: exactly these two values
+    sk = shared["fc"]
+    assert sk.codebook.tolist() == [0.25, 0.5] and np.bincount(sk.indices).tolist() == [1, 7]
+    ds = tf.data.Dataset.from_tensor_slices((np.ones((1, 4), np.float32), np.array([0], np.int32))).batch(1)
+    finetune_centroids(model, shared, ds, epochs=1, lr=0.1, momentum=0.0, steps_per_epoch=1, reduction=reduction)
+    assert np.array_equal(shared["fc"].indices, sk.indices) and shared["fc"].positions.tolist() == list(range(8))
+    return shared["fc"].codebook.tolist(), model.get_layer("fc").kernel.numpy()
+
+
+def test_centroid_step_does_not_grow_with_the_cluster_size():
+    # Input ones, label 0: logits (1.75, 2.0), p1 = sigmoid(0.25) = 0.562177; dL/dW[:, 0] = -p1, dL/dW[:, 1] = +p1.
+    # Cluster 0 = {W[0, 0]} (gradient -p1); cluster 1 = the other 7 weights (3 x -p1, 4 x +p1: sum p1, mean p1 / 7).
+    # With the cluster mean each tied weight moves as far as plain SGD moves it on average, whatever the cluster's size.
+    codebook, kernel = _literal_finetune_step("mean")
+    np.testing.assert_allclose(codebook, [0.25 + 0.1 * 0.562177, 0.5 - 0.1 * 0.562177 / 7], rtol=1e-5)
+    np.testing.assert_allclose(kernel, [[0.3062177, 0.4919689]] + [[0.4919689, 0.4919689]] * 3, rtol=1e-5)
+    # Han's plain sum moves the 7-weight cluster 7x further (the defect that made fine-tuning lose top-1 on ResNet20,
+    # whose clusters hold hundreds to thousands of weights): kept as reduction="sum".
+    codebook, _ = _literal_finetune_step("sum")
+    np.testing.assert_allclose(codebook, [0.25 + 0.1 * 0.562177, 0.5 - 0.1 * 0.562177], rtol=1e-5)
+    with pytest.raises(ValueError, match="unknown centroid gradient reduction 'median'"):
+        _literal_finetune_step("median")
 
 
 # --- pipeline and CLI ---------------------------------------------------------------------------------------------

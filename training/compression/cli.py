@@ -33,6 +33,9 @@ def add_cli_arguments(parser) -> None:
     parser.add_argument("--kmeans-init", choices=["linear", "density"], default="linear")
     parser.add_argument("--finetune-epochs", type=int, default=1, help="epochs of centroid fine-tuning")
     parser.add_argument("--finetune-lr", type=float, default=1e-3, help="peak learning rate of centroid fine-tuning")
+    parser.add_argument("--centroid-grad", choices=["mean", "sum"], default="mean",
+                        help="a centroid's gradient: its cluster's mean weight gradient (default) or the sum (Han et "
+                             "al.'s eq. 3; the step then grows with the cluster's size)")  # fmt: skip
     parser.add_argument("--gap-bits", type=int, default=None, help="bits per position gap (default: best per layer)")
     parser.add_argument("--batch-size", type=int, default=128)
     parser.add_argument("--seed", type=int, default=0)
@@ -58,6 +61,7 @@ def run_cli(args, argv: list[str] | None = None) -> int:
             prune_layers=tuple(s.strip() for s in args.layers.split(",") if s.strip()) if args.layers else None,
             retrain_epochs=args.retrain_epochs, retrain_lr=args.retrain_lr, share_bits=args.share_bits,
             kmeans_init=args.kmeans_init, finetune_epochs=args.finetune_epochs, finetune_lr=args.finetune_lr,
+            centroid_grad=args.centroid_grad,
             gap_bits=args.gap_bits, batch_size=args.batch_size, seed=args.seed, train_limit=args.train_limit,
             test_limit=args.test_limit, hardware=not args.no_hardware, reuse_factor=args.reuse_factor,
         )  # fmt: skip

@@ -36,7 +36,13 @@ from board.compressed_weights import decode_layers, read_compressed
 from training.compression.container import encode_kernel, write_compressed
 from training.compression.prune import MaskCallback, PruneSpec, effective_kernel, kernel_layers, prune_model
 from training.compression.report import build_report, write_report
-from training.compression.share import check_bits, finetune_centroids, share_weights, snap_codebooks
+from training.compression.share import (
+    CENTROID_REDUCTIONS,
+    check_bits,
+    finetune_centroids,
+    share_weights,
+    snap_codebooks,
+)
 from training.data import eval_dataset, train_dataset
 from training.keras_compat import keras
 
@@ -59,7 +65,10 @@ class CompressConfig:
         kmeans_init: ``linear`` (Han et al.) or ``density``.
         kmeans_iters: maximum k-means iterations.
         finetune_epochs: epochs of centroid fine-tuning.
-        finetune_lr: peak learning rate of centroid fine-tuning (a centroid's gradient sums its whole cluster's).
+        finetune_lr: peak learning rate of centroid fine-tuning.
+        centroid_grad: ``mean`` (a centroid's gradient is its cluster's mean weight gradient) or ``sum`` (Han et
+            al.'s eq. 3 as written; the step then grows with the cluster's size, see
+            :func:`training.compression.share.finetune_centroids`).
         gap_bits: bits of a stored position gap (None: chosen per layer to minimise the Huffman-coded size).
         batch_size: training batch size.
         seed: seed of shuffling and augmentation.
@@ -79,6 +88,7 @@ class CompressConfig:
     kmeans_iters: int = 100
     finetune_epochs: int = 1
     finetune_lr: float = 1e-3
+    centroid_grad: str = "mean"
     gap_bits: int | None = None
     batch_size: int = 128
     seed: int = 0
@@ -90,6 +100,8 @@ class CompressConfig:
     def __post_init__(self) -> None:
         PruneSpec.parse(self.prune, self.prune_overrides)  # ValueError for a bad method or value
         check_bits(self.share_bits)
+        if self.centroid_grad not in CENTROID_REDUCTIONS:
+            raise ValueError(f"centroid_grad must be one of {CENTROID_REDUCTIONS}, got {self.centroid_grad!r}")
         for name in ("retrain_epochs", "finetune_epochs", "train_limit", "test_limit"):
             if getattr(self, name) < 0:
                 raise ValueError(f"{name} must be >= 0, got {getattr(self, name)}")
@@ -239,7 +251,7 @@ def compress(
     steps = math.ceil(len(train_split) / cfg.batch_size)
     histories["finetune"] = finetune_centroids(
         model, shared, train_dataset(train_split, cfg.batch_size, cfg.seed + 1), cfg.finetune_epochs,
-        cfg.finetune_lr, steps_per_epoch=steps,
+        cfg.finetune_lr, steps_per_epoch=steps, reduction=cfg.centroid_grad,
     )  # fmt: skip
     shared = snap_codebooks(model, shared)
     measure("after_finetuning")
@@ -285,6 +297,7 @@ def compress(
         "prune": spec.method + ":" + f"{spec.value:g}", "overrides": dict(spec.overrides) or None,
         "retrain_epochs": cfg.retrain_epochs, "retrain_lr": cfg.retrain_lr, "share_bits": cfg.share_bits,
         "kmeans_init": cfg.kmeans_init, "finetune_epochs": cfg.finetune_epochs, "finetune_lr": cfg.finetune_lr,
+        "centroid_grad": cfg.centroid_grad,
         "gap_bits": cfg.gap_bits or "auto", "batch_size": cfg.batch_size, "seed": cfg.seed,
     }  # fmt: skip
     report = build_report(
