@@ -360,7 +360,7 @@ def import_float_model(
     staging = out.with_name(out.name + ".partial")
     staging.mkdir(parents=True, exist_ok=True)
     q_model.save(staging / "model.h5", include_optimizer=False)
-    model_id = f"{_slug(Path(model_path).stem)}_ptq_w{weight_bits}a{activation_bits}"
+    model_id = _slug(out.name)  # the folder's name, as for a training folder
     (staging / "config.json").write_text(
         json.dumps(
             {
