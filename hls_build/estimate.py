@@ -825,6 +825,7 @@ def _conv_cost(layer: Layer, rf: int, strategy: str, k: Coefficients, family: st
     r[_FF_STORAGE] += fh * fw * c * wa  # kernel window (registers); the output pack feeds the FIFO directly
     r["LUT"] += k.conv_control_lut + k.layer_control_lut
     r["FF"] += k.conv_control_ff + k.layer_control_ff
+    r[_LUT_MAC] += _result_cast_lut(layer, n_out)
     if strategy == "resource":
         cycles = in_px * k.conv_cycles_per_input + out_px * call_cycles
         per_in = cycles / max(in_px, 1)
@@ -836,9 +837,19 @@ def _conv_cost(layer: Layer, rf: int, strategy: str, k: Coefficients, family: st
     return LayerCost(layer.name, layer.op, label, r, int(cycles), int(first), detail)
 
 
+def _result_cast_lut(layer: Layer, n_out: int) -> float:
+    """LUTs of the ``n_out`` parallel accumulator -> result conversions at the end of a conv/dense call.
+
+    A result type that rounds and saturates (a ReLU's, merged into the layer) costs its adders and clipping here.
+    """
+    acc, out = layer.types.get("accum"), layer.types.get("out")
+    return n_out * _cast_lut(acc, out) if acc is not None and out is not None else 0.0
+
+
 def _dense_cost(layer: Layer, rf: int, strategy: str, k: Coefficients, family: str) -> LayerCost:
     n_in, n_out = layer.mult_size  # type: ignore[misc]
     r, call_cycles, detail = _matmul_cost(layer, n_in, n_out, rf, strategy, k, family)
+    r[_LUT_MAC] += _result_cast_lut(layer, n_out)
     r[_FF_STORAGE] += n_in * layer.types["in"].width  # the input vector
     r["LUT"] += k.layer_control_lut
     r["FF"] += k.layer_control_ff
