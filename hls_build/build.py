@@ -4,7 +4,8 @@ The build is a fixed list of steps, each writing its output into the bundle fold
 temporary name and renamed at the end: an interrupted or failed build never leaves a bundle that looks finished,
 and never removes the previous good one before the new one is complete.
 
-Steps: convert (hls4ml, VivadoAccelerator, io_stream) -> write + fix the generated project -> compile the
+Steps: prepare (BatchNormalization folded, every type derived exactly: ``hls_build.config``) -> convert (hls4ml,
+VivadoAccelerator, io_stream) -> write + fix the generated project -> compile the
 C-simulation library -> gate (C-simulation vs quantized Keras argmax agreement on real test images) -> ONNX
 reference (tf2onnx) -> Keras predictions on the test set -> manifest with sha256 of every file.
 
@@ -137,7 +138,7 @@ def _check_model(model: keras.Model) -> None:
         raise BuildError(f"model has {model.output_shape[-1]} outputs; CIFAR-10 has {len(CLASSES)} classes")
 
 
-def _diagnose_with_traced_csim(model, hls_dir: Path, firmware_graph: dict, x: np.ndarray, raw: np.ndarray,
+def _diagnose_with_traced_csim(model: keras.Model, hls_dir: Path, firmware_graph: dict, x: np.ndarray, raw: np.ndarray,
                                engine: FastEmulator, work_dir: Path) -> str:  # fmt: skip
     """When the fast engine cannot stand in for the C-simulation: trace the C-simulation itself, layer by layer.
 
