@@ -32,6 +32,7 @@ from typing import Any
 import numpy as np
 
 from board.bundle import Bundle, load_bundle
+from board.csim_bridge import CSimBridge
 from board.errors import BundleError, InputError, ToolMissingError
 from board.fixed_point import FixedPoint
 
@@ -45,36 +46,6 @@ __all__ = [
 
 
 # ------------------------------------------------------------------------------------------------ plain C-sim
-class _CSimCall:
-    """The library's ``<project>_double`` (or ``_float``) bridge, called on one image at a time."""
-
-    def __init__(self, library: str, entry: str, n_in: int, n_out: int) -> None:
-        try:
-            self.lib = ctypes.CDLL(library)
-        except OSError as exc:
-            raise BundleError(f"cannot load C-simulation library {library}: {exc}") from exc
-        # The double bridge is exact for every type up to 53 bits; the float one only up to 24.
-        base = entry[: -len("_float")] if entry.endswith("_float") else entry
-        candidates = ((f"{base}_double", ctypes.c_double, np.float64), (entry, ctypes.c_float, np.float32))
-        found = [(n, c, t) for n, c, t in candidates if getattr(self.lib, n, None) is not None]
-        if not found:
-            raise BundleError(f"{library} has no function {entry!r} (manifest csim_entry)")
-        name, ctype, np_type = found[0]
-        fn = getattr(self.lib, name)
-        fn.argtypes = [ctypes.POINTER(ctype), ctypes.POINTER(ctype)]
-        fn.restype = None
-        self.fn, self.ctype, self.np_type, self.name = fn, ctype, np_type, name
-        self.n_in, self.n_out = n_in, n_out
-
-    def __call__(self, values: np.ndarray) -> np.ndarray:
-        x = np.ascontiguousarray(values, dtype=self.np_type).reshape(-1, self.n_in)
-        out = np.zeros((len(x), self.n_out), self.np_type)
-        pointer = ctypes.POINTER(self.ctype)
-        for i in range(len(x)):
-            self.fn(x[i].ctypes.data_as(pointer), out[i].ctypes.data_as(pointer))
-        return out.astype(np.float64)
-
-
 class _Worker:
     """One worker process (``python -m board.csim_reference worker ...``) that runs the library on request.
 
@@ -132,7 +103,7 @@ def _worker_main(argv: Sequence[str]) -> int:
     # Keep the protocol channel private: anything the C++ prints goes to stderr, not into the byte stream.
     channel = os.fdopen(os.dup(1), "wb")
     os.dup2(2, 1)
-    call = _CSimCall(library, entry, n_in, n_out)
+    call = CSimBridge(library, entry, n_in, n_out)
     source = sys.stdin.buffer
     while True:
         try:
@@ -187,7 +158,7 @@ class CSimRunner:
         self.in_dtype = np.dtype(in_dtype) if in_dtype is not None else in_type.container_dtype
         self.out_dtype = np.dtype(out_dtype) if out_dtype is not None else out_type.container_dtype
         self.processes = max(1, int(processes))
-        self._local: _CSimCall | None = None
+        self._local: CSimBridge | None = None
         self._workers: list[_Worker] = []
         self._lock = threading.Lock()
 
@@ -234,7 +205,7 @@ class CSimRunner:
         # One caller at a time: the library's static state (line buffers, stream counters) is per process.
         with self._lock:
             if self._local is None:
-                self._local = _CSimCall(self.library, self.entry, self.n_in, self.n_out)
+                self._local = CSimBridge(self.library, self.entry, self.n_in, self.n_out)
             return self._local(values)
 
     def run_values(self, values: np.ndarray) -> np.ndarray:

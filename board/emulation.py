@@ -33,7 +33,6 @@ partial image stays inside it): :meth:`EmulatedDevice.reset_pl` models re-downlo
 
 from __future__ import annotations
 
-import ctypes
 import itertools
 import logging
 import queue
@@ -51,6 +50,7 @@ from pynq.lib.dma import DMA
 from pynq.pl_server.device import Device
 
 from board.bundle import Bundle
+from board.csim_bridge import CSimBridge
 from board.errors import BundleError
 from board.fixed_point import FixedPoint
 
@@ -156,10 +156,11 @@ class StallingKernel:
 class CSimKernel:
     """The bundle's hls4ml C-simulation library, called through ctypes one image at a time.
 
-    The library exports ``void <entry>(float in[n_in], float out[n_out])`` that runs one image through the AXI
-    top function: input floats are converted to the input AXI type exactly, output floats are the output AXI
-    values exactly. Raw codes are turned into floats and back with :mod:`board.fixed_point`; float32 holds every
-    code of a type of at most 24 bits exactly, so the round trip is bit-exact (checked on every output).
+    The library's bridge (:class:`board.csim_bridge.CSimBridge`: the ``_double`` twin of the manifest's float entry
+    when present) runs one image through the AXI top function: input values are converted to the input AXI type
+    exactly, output values are the output AXI values exactly. Raw codes are turned into values and back with
+    :mod:`board.fixed_point`; the bridge's floating type holds every code of the stream types exactly (checked
+    here, and on every output).
     """
 
     def __init__(
@@ -177,7 +178,7 @@ class CSimKernel:
 
         Args:
             library: path of the shared library.
-            entry: name of the ``extern "C"`` float entry point.
+            entry: name of the ``extern "C"`` float entry point (its ``_double`` twin is used when present).
             n_in: input elements per image.
             n_out: output elements per image.
             in_type: fixed-point type of the input stream.
@@ -186,32 +187,21 @@ class CSimKernel:
             out_dtype: container of one output element (default: ``out_type``'s).
 
         Raises:
-            BundleError: a type is wider than 24 bits, or the library or its entry point cannot be loaded.
+            BundleError: a type is wider than the bridge carries exactly, or the library or its entry point cannot
+                be loaded.
         """
-        for what, t in (("input", in_type), ("output", out_type)):
-            if t.width > 24:
-                raise BundleError(f"{what} type {t} is wider than 24 bits; the float32 C-simulation path is not exact")
         self.library, self.entry = Path(library), entry
         self.n_in, self.n_out = int(n_in), int(n_out)
         self.in_type, self.out_type = in_type, out_type
         self.in_dtype = np.dtype(in_dtype) if in_dtype is not None else in_type.container_dtype
         self.out_dtype = np.dtype(out_dtype) if out_dtype is not None else out_type.container_dtype
-        try:
-            lib = ctypes.CDLL(str(self.library))
-        except OSError as exc:
-            raise BundleError(f"cannot load C-simulation library {self.library}: {exc}") from exc
-        try:
-            fn = getattr(lib, entry)
-        except AttributeError:
-            raise BundleError(f"{self.library} has no function {entry!r} (manifest csim_entry)") from None
-        fn.argtypes = [ctypes.POINTER(ctypes.c_float), ctypes.POINTER(ctypes.c_float)]
-        fn.restype = None
-        self._lib, self._fn = lib, fn
-        # Preallocated once: the C function writes through these pointers for every image.
-        self._in = np.zeros(self.n_in, np.float32)
-        self._out = np.zeros(self.n_out, np.float32)
-        self._pin = self._in.ctypes.data_as(ctypes.POINTER(ctypes.c_float))
-        self._pout = self._out.ctypes.data_as(ctypes.POINTER(ctypes.c_float))
+        self._bridge = CSimBridge(self.library, entry, self.n_in, self.n_out)
+        for what, t in (("input", in_type), ("output", out_type)):
+            if t.width > self._bridge.max_exact_bits:
+                raise BundleError(
+                    f"{what} type {t} is wider than {self._bridge.max_exact_bits} bits; the C-simulation's "
+                    f"{self._bridge.name} entry point does not carry it exactly"
+                )
         self._lock = threading.Lock()
 
     @classmethod
@@ -240,15 +230,9 @@ class CSimKernel:
         )
 
     def run_float(self, x: np.ndarray) -> np.ndarray:
-        """Run float32 inputs ``(B, n_in)`` through the C function; return float32 outputs ``(B, n_out)``."""
-        x = np.asarray(x, np.float32)
-        out = np.empty((len(x), self.n_out), np.float32)
-        with self._lock:  # the preallocated arrays are shared
-            for i in range(len(x)):
-                self._in[:] = x[i]
-                self._fn(self._pin, self._pout)  # ctypes releases the GIL while C runs
-                out[i] = self._out
-        return out
+        """Run input values ``(B, n_in)`` through the C function; return float64 output values ``(B, n_out)``."""
+        with self._lock:  # the library's static state (line buffers, stream counters) is per process
+            return self._bridge(np.asarray(x, np.float64))
 
     def run(self, raw_in: np.ndarray) -> np.ndarray:
         """Raw input codes ``(B, n_in)`` -> raw output codes ``(B, n_out)``.
@@ -260,7 +244,7 @@ class CSimKernel:
         raw_in = np.asarray(raw_in)
         if raw_in.ndim != 2 or raw_in.shape[1] != self.n_in:
             raise ValueError(f"expected raw input of shape (B, {self.n_in}), got {raw_in.shape}")
-        y = self.run_float(self.in_type.decode(raw_in).astype(np.float32))
+        y = self.run_float(self.in_type.decode(raw_in))
         ok = self.out_type.representable(y)
         if not np.all(ok):
             bad = y[~ok][:3]

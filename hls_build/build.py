@@ -250,10 +250,13 @@ def build_bundle(
     engine = FastEmulator.from_files(firmware_graph["graph"], firmware_graph["weights"])
     n_csim = min(options.csim_images, len(gate))
     log.info("gate: C-simulation vs fast engine on %d images, firmware vs Keras on %d", n_csim, len(gate))
-    y_csim = CSimLibrary(lib, 32 * 32 * 3, len(CLASSES), f"{PROJECT_NAME}_float").predict(x_gate[:n_csim])
+    # Compared as exact values (float64 holds every code of the logits' type; float32 would round wide ones).
+    csim = CSimLibrary(lib, 32 * 32 * 3, len(CLASSES), f"{PROJECT_NAME}_float")
+    y_csim = csim.predict(x_gate[:n_csim], dtype=np.float64)
     trace = engine.trace(raw_gate)
-    y_fw = FixedPoint.parse(out_fp).decode(engine.predict_raw(raw_gate)).astype(np.float32)
-    csim_identical = int(np.sum(np.all(y_fw[:n_csim] == y_csim, axis=1)))
+    y_fw_exact = FixedPoint.parse(out_fp).decode(engine.predict_raw(raw_gate))
+    csim_identical = int(np.sum(np.all(y_fw_exact[:n_csim] == y_csim, axis=1)))
+    y_fw = y_fw_exact.astype(np.float32)  # as Keras computes: float32
     if csim_identical != n_csim:
         why = _diagnose_with_traced_csim(model, hls_dir, firmware_graph, x_gate[:5], raw_gate[:5], engine,
                                          Path(work_dir) / model_id)  # fmt: skip

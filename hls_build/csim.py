@@ -12,7 +12,6 @@ AXI top function, floats converted exactly to and from the AXI stream's fixed-po
 
 from __future__ import annotations
 
-import ctypes
 import hashlib
 import os
 import re
@@ -22,6 +21,7 @@ from pathlib import Path
 
 import numpy as np
 
+from board.csim_bridge import CSimBridge
 from board.errors import ToolMissingError
 
 #: Forced-include header: declares the run-time weights folder before hls4ml's nnet_helpers.h uses WEIGHTS_DIR.
@@ -161,13 +161,13 @@ def compile_library(
 
 
 class CSimLibrary:
-    """The compiled C-simulation, called one image at a time through hls4ml's ``<project>_float`` bridge.
+    """The compiled C-simulation, called one image at a time through hls4ml's bridge (``board.csim_bridge``).
 
     Args:
         path: the shared library from :func:`compile_library` (its ``weights/`` must sit beside it).
         n_in: input elements per image (3072 for CIFAR-10).
         n_out: output elements per image (10 logits).
-        entry: exported function name.
+        entry: exported float function name; its exact ``_double`` twin is used when present.
     """
 
     def __init__(self, path: str | os.PathLike, n_in: int, n_out: int, entry: str = "myproject_float"):
@@ -175,16 +175,9 @@ class CSimLibrary:
         if not (path.parent / "weights").is_dir():
             # The C-simulation exit()s the whole process on a missing weight file; refuse before loading it.
             raise FileNotFoundError(f"{path.parent / 'weights'}: weight files of the C-simulation are missing")
-        self._lib = ctypes.CDLL(str(path))
-        self._fn = getattr(self._lib, entry)
-        self._fn.restype = None
-        self._fn.argtypes = [np.ctypeslib.ndpointer(np.float32, flags="C_CONTIGUOUS")] * 2
+        self._bridge = CSimBridge(path, entry, n_in, n_out)
         self.n_in, self.n_out = n_in, n_out
 
-    def predict(self, x: np.ndarray) -> np.ndarray:
-        """Run every image of ``x`` (N, ...) through the C-simulation; returns float32 (N, n_out)."""
-        flat = np.ascontiguousarray(x, dtype=np.float32).reshape(len(x), self.n_in)
-        out = np.zeros((len(x), self.n_out), dtype=np.float32)
-        for i in range(len(flat)):
-            self._fn(flat[i], out[i])
-        return out
+    def predict(self, x: np.ndarray, dtype: np.dtype | type = np.float32) -> np.ndarray:
+        """Run every image of ``x`` (N, ...) through the C-simulation; returns (N, n_out) in ``dtype``."""
+        return self._bridge(np.asarray(x, np.float64).reshape(len(x), self.n_in)).astype(dtype)
