@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from board.cifar10 import Split
+from board.cifar10 import Split, load_split
 from training.keras_compat import tf
 
 INPUT_SCALE = 1.0 / 256.0
@@ -62,3 +62,16 @@ def eval_dataset(split: Split, batch_size: int = 500) -> tf.data.Dataset:
     """Batched evaluation data in the split's order."""
     ds = tf.data.Dataset.from_tensor_slices((preprocess(split.images), split.labels.astype(np.int32)))
     return ds.batch(batch_size).prefetch(tf.data.AUTOTUNE)
+
+
+def run_splits(
+    train_split: Split | None, test_split: Split | None, train_limit: int = 0, test_limit: int = 0
+) -> tuple[Split, Split]:
+    """The training and test images a run uses: the given splits (loaded when None), cut to their limits (0: all)."""
+    train_split = train_split if train_split is not None else load_split("train")
+    test_split = test_split if test_split is not None else load_split("test")
+    if train_limit:
+        train_split = train_split.head(train_limit)
+    if test_limit:
+        test_split = test_split.head(test_limit)
+    return train_split, test_split

@@ -35,8 +35,8 @@ from pathlib import Path
 
 import numpy as np
 
-from board.cifar10 import Split, load_split
-from training.data import eval_dataset, preprocessing_spec, train_dataset
+from board.cifar10 import Split
+from training.data import eval_dataset, preprocessing_spec, run_splits, train_dataset
 from training.distill import KD_LOSSES, StudentTrainer
 from training.keras_compat import keras, tf
 from training.models import block_names, copy_weights_by_name, create_model, depth_of_name, export_clean
@@ -313,12 +313,7 @@ def train(
         log.warning("%d epochs end before the last skip changes (every %d epochs); the exported model keeps some",
                     cfg.total_epochs, cfg.skip_every_epochs)  # fmt: skip
 
-    train_split = train_split if train_split is not None else load_split("train")
-    test_split = test_split if test_split is not None else load_split("test")
-    if cfg.train_limit:
-        train_split = train_split.head(cfg.train_limit)
-    if cfg.test_limit:
-        test_split = test_split.head(cfg.test_limit)
+    train_split, test_split = run_splits(train_split, test_split, cfg.train_limit, cfg.test_limit)
     out.mkdir(parents=True, exist_ok=True)
     _atomic_write_text(record_path, json.dumps(_config_record(cfg), indent=2) + "\n")
 

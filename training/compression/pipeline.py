@@ -31,7 +31,7 @@ from typing import Any
 
 import numpy as np
 
-from board.cifar10 import Split, load_split
+from board.cifar10 import Split
 from board.compressed_weights import decode_layers, read_compressed
 from training.compression.container import encode_kernel, write_compressed
 from training.compression.prune import MaskCallback, PruneSpec, effective_kernel, kernel_layers, prune_model
@@ -43,7 +43,7 @@ from training.compression.share import (
     share_weights,
     snap_codebooks,
 )
-from training.data import eval_dataset, train_dataset
+from training.data import eval_dataset, run_splits, train_dataset
 from training.keras_compat import keras
 
 log = logging.getLogger(__name__)
@@ -206,12 +206,7 @@ def compress(
         kernel_layers(model, sorted(stray))
         raise ValueError(f"--prune-layer values for layers that are not pruned: {sorted(stray)}")
 
-    train_split = train_split if train_split is not None else load_split("train")
-    test_split = test_split if test_split is not None else load_split("test")
-    if cfg.train_limit:
-        train_split = train_split.head(cfg.train_limit)
-    if cfg.test_limit:
-        test_split = test_split.head(cfg.test_limit)
+    train_split, test_split = run_splits(train_split, test_split, cfg.train_limit, cfg.test_limit)
     out.mkdir(parents=True, exist_ok=True)
     source = _source_record(model_dir)
     model_id = source.get("model_id", model_dir.name)
