@@ -26,6 +26,7 @@ def main(argv: list[str] | None = None) -> int:
     b.add_argument("--overlays", default="overlays", help="root of the overlay tree")
     b.add_argument("--work-dir", default="build/hls")
     b.add_argument("--reuse-factor", type=int, default=64)
+    b.add_argument("--no-fuse-relu", action="store_true", help="keep each ReLU a process of its own (hls_build.fuse)")
     b.add_argument("--gate-images", type=int, default=1000, help="test images for the firmware vs Keras gate")
     b.add_argument("--csim-images", type=int, default=100, help="gate images the C-simulation checks bit for bit")
     b.add_argument("--min-agreement", type=float, default=0.99, help="minimum firmware vs Keras argmax agreement")
@@ -80,7 +81,11 @@ def main(argv: list[str] | None = None) -> int:
             if plan.get("board") not in (None, args.board):
                 raise ValueError(f"the plan is for {plan['board']}, not {args.board}")
         settings = HlsSettings(
-            board=args.board, reuse_factor=args.reuse_factor, layer_config=layer_config, fifo_depths=fifo_depths
+            board=args.board,
+            reuse_factor=args.reuse_factor,
+            layer_config=layer_config,
+            fifo_depths=fifo_depths,
+            fuse_relu=not args.no_fuse_relu,
         )
         options = BuildOptions(
             settings=settings,
@@ -203,6 +208,9 @@ def _add_estimate_parsers(sub: argparse._SubParsersAction) -> None:
         )
         p.add_argument("--reuse-factor", type=int, default=64, help="ReuseFactor for the conversion (default 64)")
         p.add_argument("--strategy", default="Resource", choices=("Resource", "Latency"))
+        p.add_argument(
+            "--no-fuse-relu", action="store_true", help="keep each ReLU a process of its own (hls_build.fuse)"
+        )
         p.add_argument("--clock-mhz", type=float, default=None, help="clock for times and rates")
         p.add_argument(
             "--hls-tool",
@@ -267,6 +275,7 @@ def _estimate_commands(args: argparse.Namespace) -> int:
             reuse_factor=args.reuse_factor,
             strategy=args.strategy,
             clock_mhz=args.clock_mhz or 100.0,
+            fuse_relu=not args.no_fuse_relu,
         )
         with tempfile.TemporaryDirectory(dir=args.work_dir) as tmp:
             model = _load_model_for_estimate(args)

@@ -34,10 +34,11 @@ from board.cifar10 import CLASSES, Split, load_split
 from board.fast_emulator import FastEmulator
 from board.fixed_point import FixedPoint
 from hls_build.boards import board_spec
-from hls_build.config import HlsSettings, convert, output_fixed_point, prepare_model
+from hls_build.config import HlsSettings, convert, output_fixed_point, prepare_model, write_project
 from hls_build.csim import CSimLibrary, compile_library, fix_generated_sources
 from hls_build.estimate import estimate_design, graph_from_project
 from hls_build.firmware_graph import write_firmware_graph
+from hls_build.fuse import keras_outputs
 from hls_build.vivado import fix_generated_project
 from training.data import INPUT_FIXED_POINT, preprocess, preprocessing_spec
 from training.keras_compat import keras, tf
@@ -74,20 +75,32 @@ class BuildOptions:
     keras_prediction_images: int = 10_000
 
 
-def layer_errors(model: keras.Model, firmware_trace: dict[str, np.ndarray], x: np.ndarray) -> list[dict]:
+def layer_errors(
+    model: keras.Model,
+    firmware_trace: dict[str, np.ndarray],
+    x: np.ndarray,
+    keras_names: dict[str, str] | None = None,
+) -> list[dict]:
     """One row per layer, in firmware order: max |firmware - Keras| and the fraction of values that differ.
 
-    Only layers that exist in both (by name) are compared: hls4ml's inserted layers (padding, clones) have no
-    Keras counterpart, and each Keras layer's output is the value its hls4ml namesake streams on.
+    Only layers that exist in both are compared: hls4ml's inserted layers (padding, clones) have no Keras
+    counterpart, and each Keras layer's output is the value its hls4ml namesake streams on. ``keras_names`` maps
+    a firmware layer to another Keras layer where they differ: a convolution that absorbed its ReLU
+    (``hls_build.fuse``) streams the ReLU's output.
     """
-    names = [n for n in firmware_trace if n in {lyr.name for lyr in model.layers}]
-    probe = keras.Model(model.input, [model.get_layer(n).output for n in names])
+    keras_names = keras_names or {}
+    in_keras = {lyr.name for lyr in model.layers}
+    names = [n for n in firmware_trace if keras_names.get(n, n) in in_keras]
+    probe = keras.Model(model.input, [model.get_layer(keras_names.get(n, n)).output for n in names])
     outs = probe.predict(x, batch_size=250, verbose=0)
     outs = outs if isinstance(outs, list) else [outs]
     table = []
     for name, keras_out in zip(names, outs):
         err = np.abs(firmware_trace[name].reshape(keras_out.shape) - keras_out)
-        table.append({"layer": name, "max_abs_error": float(err.max()), "differing_fraction": float(np.mean(err > 0))})
+        row = {"layer": name, "max_abs_error": float(err.max()), "differing_fraction": float(np.mean(err > 0))}
+        if keras_names.get(name, name) != name:
+            row["keras_layer"] = keras_names[name]
+        table.append(row)
     return table
 
 
@@ -139,7 +152,7 @@ def _check_model(model: keras.Model) -> None:
 
 
 def _diagnose_with_traced_csim(model: keras.Model, hls_dir: Path, firmware_graph: dict, x: np.ndarray, raw: np.ndarray,
-                               engine: FastEmulator, work_dir: Path) -> str:  # fmt: skip
+                               engine: FastEmulator, work_dir: Path, keras_names: dict[str, str]) -> str:  # fmt: skip
     """When the fast engine cannot stand in for the C-simulation: trace the C-simulation itself, layer by layer.
 
     Returns:
@@ -154,7 +167,7 @@ def _diagnose_with_traced_csim(model: keras.Model, hls_dir: Path, firmware_graph
         trace = CSimTracer(lib, graph, FixedPoint.parse(INPUT_FIXED_POINT)).trace(raw)
     except Exception as exc:  # a diagnosis must not hide the error it explains
         return f"(no layer trace of the C-simulation: {exc})"
-    keras_div = first_divergent_layer(layer_errors(model, trace, x))
+    keras_div = first_divergent_layer(layer_errors(model, trace, x, keras_names))
     engine_div = first_divergence(trace, engine.trace(raw))
     vs_keras = (
         f"the C-simulation's first layer differing from Keras is {keras_div['layer']!r} "
@@ -214,12 +227,13 @@ def build_bundle(
     t = time.perf_counter()
     log.info("converting %s with hls4ml (VivadoAccelerator, %s, %s)", model_id, settings.board, settings.io_type)
     hls_model = convert(model, settings, hls_dir, project_name=PROJECT_NAME)
+    keras_names = keras_outputs(hls_model)  # fused ReLUs: the convolution streams the ReLU's output
     for var, depth in settings.fifo_depths.items():
         if var not in hls_model.output_vars:
             raise BuildError(f"the plan's FIFO depths name {var!r}, which is not a stream of this design")
         # How hls4ml's own FIFO-depth optimization sets a stream's depth.
         hls_model.output_vars[var].pragma = ("stream", int(depth))
-    hls_model.write()
+    write_project(hls_model)
     in_bits = 8 * np.dtype(_container(INPUT_FIXED_POINT)).itemsize
     out_bits = 8 * np.dtype(_container(out_fp)).itemsize
     fixes = fix_generated_sources(hls_dir, PROJECT_NAME)
@@ -259,7 +273,7 @@ def build_bundle(
     y_fw = y_fw_exact.astype(np.float32)  # as Keras computes: float32
     if csim_identical != n_csim:
         why = _diagnose_with_traced_csim(model, hls_dir, firmware_graph, x_gate[:5], raw_gate[:5], engine,
-                                         Path(work_dir) / model_id)  # fmt: skip
+                                         Path(work_dir) / model_id, keras_names)  # fmt: skip
         raise BuildError(
             f"the fast engine differs from the C-simulation on {n_csim - csim_identical} of {n_csim} images: the "
             f"firmware graph does not describe this design. {why} The partial build is in {staging}."
@@ -268,7 +282,7 @@ def build_bundle(
     agreement = float(np.mean(y_fw.argmax(1) == y_keras_gate.argmax(1)))
     csim_agreement = float(np.mean(y_csim.argmax(1) == y_keras_gate[:n_csim].argmax(1)))
     max_diff = float(np.max(np.abs(y_fw - y_keras_gate)))
-    layers = layer_errors(model, trace, x_gate)
+    layers = layer_errors(model, trace, x_gate, keras_names)
     divergent = first_divergent_layer(layers)
     times["gate"] = time.perf_counter() - t
     log.info("gate: argmax agreement %.4f, max |logit difference| %.4g, first layer differing from Keras: %s",
@@ -346,6 +360,7 @@ def build_bundle(
             "layer_config": {k: dict(v) for k, v in settings.layer_config.items()},
             "fifo_depths": dict(settings.fifo_depths),
             "batchnorm_folds": [dataclasses.asdict(f) for f in folds],
+            "fused_relus": dict(keras_names),
             "fifo_depths_source": "fit plan (analytic, not co-simulated)" if settings.fifo_depths else "hls4ml default",
             "firmware_graph": Path(firmware_graph["graph"]).relative_to(staging).as_posix(),
             "firmware_weights": Path(firmware_graph["weights"]).relative_to(staging).as_posix(),

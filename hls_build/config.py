@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from hls_build.fold import FoldedLayer, fold_batchnorm
+from hls_build.fuse import fuse_relus, serialize_result_casts
 from hls_build.precision import Precisions, derive_precisions, hls_precision_entries
 from training.data import INPUT_FIXED_POINT
 from training.keras_compat import keras
@@ -47,6 +48,8 @@ class HlsSettings:
         fifo_depths: depth of the stream after each hls4ml output variable, from a fit plan; empty keeps
             hls4ml's defaults (safe, large). Planned depths are analytic: check them with C/RTL co-simulation
             before trusting a bitstream (the C-simulation cannot deadlock, so it does not test them).
+        fuse_relu: fold each ReLU into the convolution or Add before it (``hls_build.fuse``): the same values,
+            one process and one wide FIFO fewer per ReLU.
     """
 
     board: str = "pynq-z2"
@@ -56,6 +59,7 @@ class HlsSettings:
     io_type: str = "io_stream"
     layer_config: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
     fifo_depths: Mapping[str, int] = field(default_factory=dict)
+    fuse_relu: bool = True
 
     @property
     def clock_period_ns(self) -> float:
@@ -160,7 +164,7 @@ def convert(
         **kwargs: passed on to hls4ml (e.g. ``part``).
 
     Returns:
-        The hls4ml ``ModelGraph`` (not yet written).
+        The hls4ml ``ModelGraph`` (not yet written), with its ReLUs fused when ``settings.fuse_relu``.
     """
     import hls4ml
 
@@ -182,4 +186,22 @@ def convert(
             **hls_overrides_for(settings.board),
         )
     args.update(kwargs)
-    return hls4ml.converters.convert_from_keras_model(model, **args)
+    hls_model = hls4ml.converters.convert_from_keras_model(model, **args)
+    fused: dict[str, str] = {}
+    if settings.fuse_relu:
+        hand_set = [name for name, c in settings.layer_config.items() if "result" in dict(c.get("Precision", {}))]
+        fused = fuse_relus(hls_model, keep=hand_set)
+    hls_model.hls_build_fused_relus = fused  # read by write_project
+    return hls_model
+
+
+def write_project(hls_model: Any) -> None:
+    """Write the hls4ml project of a model from :func:`convert`, with hls_build's kernel change where it applies.
+
+    ``hls_model.write()``, then, when ReLUs were fused into the model, the in-loop result conversion of the fully
+    serial kernel (``hls_build.fuse.serialize_result_casts``). Every part of hls_build writes a project through
+    here, so the estimate reads the firmware the build compiles.
+    """
+    hls_model.write()
+    if getattr(hls_model, "hls_build_fused_relus", None):
+        serialize_result_casts(hls_model.config.get_output_dir())

@@ -61,6 +61,7 @@ import numpy as np
 
 from hls_build.boards import RESOURCE_NAMES, BoardSpec, board_spec
 from hls_build.firmware_graph import FirmwareGraphError, parse_cpp_type, read_config_structs
+from hls_build.fuse import SERIAL_CAST_MARKER
 
 log = logging.getLogger(__name__)
 
@@ -442,6 +443,8 @@ def graph_from_project(
     for m in re.finditer(r"^\s*typedef\s+(.+?)\s+(\w+)\s*;", (fw / "defines.h").read_text(), re.MULTILINE):
         typedefs[m.group(2)] = m.group(1)
     structs = read_config_structs(fw / "parameters.h")
+    kernel_h = fw / "nnet_utils" / "nnet_dense_resource.h"
+    serial_casts = kernel_h.is_file() and SERIAL_CAST_MARKER in kernel_h.read_text()
 
     def stream_type(name: str) -> tuple[FixedType, int]:
         if name not in typedefs:
@@ -508,6 +511,7 @@ def graph_from_project(
             layer.reuse_factor = _int(mult.get("reuse_factor")) or layer.reuse_factor or 1
             layer.n_zeros = _int(mult.get("n_zeros")) or 0
             layer.detail["kernel"] = mult.get("kernel")
+            layer.detail["serial_result_cast"] = serial_casts  # hls_build.fuse.serialize_result_casts
             if op == "conv2d" and func == "pointwise_conv_2d_cl":
                 layer.attrs.setdefault("filt_height", 1)
                 layer.attrs.setdefault("filt_width", 1)
@@ -603,7 +607,9 @@ def graph_from_hls_model(
     if cfg.get_config_value("IOType") != "io_stream":
         raise EstimateError("only io_stream designs are estimated (this model is io_parallel)")
     if write:
-        hls_model.write()
+        from hls_build.config import write_project
+
+        write_project(hls_model)
     period = cfg.get_config_value("ClockPeriod")
     if clock_mhz is None and period:
         clock_mhz = 1000.0 / float(period)
@@ -651,11 +657,11 @@ def convert_keras_model(model: Any, settings: Any, work_dir: str | Path) -> Any:
     Returns:
         The written hls4ml ``ModelGraph``.
     """
-    from hls_build.config import convert, prepare_model
+    from hls_build.config import convert, prepare_model, write_project
 
     prepared, _ = prepare_model(model)
     hls_model = convert(prepared, settings, Path(work_dir) / "hls", project_name="myproject")
-    hls_model.write()
+    write_project(hls_model)
     return hls_model
 
 
@@ -825,7 +831,10 @@ def _conv_cost(layer: Layer, rf: int, strategy: str, k: Coefficients, family: st
     r[_FF_STORAGE] += fh * fw * c * wa  # kernel window (registers); the output pack feeds the FIFO directly
     r["LUT"] += k.conv_control_lut + k.layer_control_lut
     r["FF"] += k.conv_control_ff + k.layer_control_ff
-    r[_LUT_MAC] += _result_cast_lut(layer, n_out)
+    cast_lut, cast_ff = _result_cast(layer, n_in, n_out, rf, strategy)
+    r[_LUT_MAC] += cast_lut
+    r[_FF_STORAGE] += cast_ff
+    detail["result_conversion"] = "in the reuse loop" if cast_ff else "after the loop, all outputs at once"
     if strategy == "resource":
         cycles = in_px * k.conv_cycles_per_input + out_px * call_cycles
         per_in = cycles / max(in_px, 1)
@@ -837,20 +846,36 @@ def _conv_cost(layer: Layer, rf: int, strategy: str, k: Coefficients, family: st
     return LayerCost(layer.name, layer.op, label, r, int(cycles), int(first), detail)
 
 
-def _result_cast_lut(layer: Layer, n_out: int) -> float:
-    """LUTs of the ``n_out`` parallel accumulator -> result conversions at the end of a conv/dense call.
+def _result_cast(layer: Layer, n_in: int, n_out: int, rf: int, strategy: str) -> tuple[float, float]:
+    """LUTs and FFs of the accumulator -> result conversions of a conv/dense call.
 
-    A result type that rounds and saturates (a ReLU's, merged into the layer) costs its adders and clipping here.
+    hls4ml converts all ``n_out`` at once: ``n_out`` converters, free when the result is the accumulator's own type
+    and about 20 LUTs each when it rounds and clips (a fused ReLU's). In a project with in-loop result conversion
+    (``hls_build.fuse.serialize_result_casts``) the fully serial Resource kernel (RF > n_in, a multiple of it)
+    converts a rounding result in each multiplier lane as its last input arrives: one converter per lane, the
+    enables of ``n_out`` result registers, no extra cycles.
     """
     acc, out = layer.types.get("accum"), layer.types.get("out")
-    return n_out * _cast_lut(acc, out) if acc is not None and out is not None else 0.0
+    if acc is None or out is None:
+        return 0.0, 0.0
+    one = _cast_lut(acc, out)
+    same = (acc.width, acc.integer, acc.signed, acc.rounding, acc.saturation) == (
+        out.width, out.integer, out.signed, out.rounding, out.saturation
+    )  # fmt: skip
+    in_loop = layer.detail.get("serial_result_cast") and strategy == "resource" and rf > n_in and rf % n_in == 0
+    if not in_loop or same:
+        return n_out * one, 0.0
+    lanes = math.ceil(n_in * n_out / rf)
+    return lanes * one + n_out, float(n_out * out.width)
 
 
 def _dense_cost(layer: Layer, rf: int, strategy: str, k: Coefficients, family: str) -> LayerCost:
     n_in, n_out = layer.mult_size  # type: ignore[misc]
     r, call_cycles, detail = _matmul_cost(layer, n_in, n_out, rf, strategy, k, family)
-    r[_LUT_MAC] += _result_cast_lut(layer, n_out)
-    r[_FF_STORAGE] += n_in * layer.types["in"].width  # the input vector
+    cast_lut, cast_ff = _result_cast(layer, n_in, n_out, rf, strategy)
+    r[_LUT_MAC] += cast_lut
+    r[_FF_STORAGE] += cast_ff + n_in * layer.types["in"].width  # (in-loop) results, the input vector
+    detail["result_conversion"] = "in the reuse loop" if cast_ff else "after the loop, all outputs at once"
     r["LUT"] += k.layer_control_lut
     r["FF"] += k.layer_control_ff
     words_in = math.ceil(n_in / max(1, layer.attrs.get("in_elems", 1)))
@@ -918,7 +943,15 @@ def _elementwise_cost(layer: Layer, k: Coefficients) -> LayerCost:
     elif op == "merge":
         t2 = layer.types.get("in2", t_in)
         chans = out_stream_elems or 1
-        r["LUT"] += chans * (t_out.width + _cast_lut(t_in, t_out) + _cast_lut(t2, t_out))
+        # ``out = in1 + in2``: C++ adds in the full-precision sum type, then casts once to the result type (a fused
+        # ReLU's rounding and clipping happen in that cast).
+        frac = max(t_in.width - t_in.integer, t2.width - t2.integer)
+        # An unsigned input added to a signed one needs a sign bit more.
+        i1 = t_in.integer + int(not t_in.signed and t2.signed)
+        i2 = t2.integer + int(not t2.signed and t_in.signed)
+        integer = max(i1, i2)
+        t_sum = FixedType(integer + 1 + frac, integer + 1, t_in.signed or t2.signed)
+        r["LUT"] += chans * (t_sum.width + _cast_lut(t_sum, t_out))
         r["FF"] += chans * t_out.width
         n = layer.attrs.get("n_elem", 0)
         px = n // max(chans, 1)

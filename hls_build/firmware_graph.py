@@ -609,6 +609,9 @@ def export_firmware_graph(hls_model: Any) -> dict[str, Any]:
             if layer.get_attr(key, None) is not None:
                 entry["attributes"][key] = int(layer.get_attr(key))
                 _check_int(layer.name, "attribute", entry["attributes"][key], config, key)
+        if layer.get_attr("fused_activation", None) is not None:
+            # hls_build.fuse: this layer's result type does a ReLU's work; it streams that ReLU's output.
+            entry["fused_activation"] = str(layer.get_attr("fused_activation"))
         if layer.class_name == "Activation":
             entry["attributes"]["activation"] = str(layer.get_attr("activation", "")).lower()
         if op == "global_pooling2d":
@@ -756,7 +759,7 @@ def graph_for_bundle(bundle_dir: str | Path, out_dir: str | Path, work_dir: str 
     from training.train import load_trained_model
 
     bundle = load_bundle(bundle_dir)
-    from hls_build.config import HlsSettings, convert, prepare_model
+    from hls_build.config import HlsSettings, convert, prepare_model, write_project
     from hls_build.csim import fix_generated_sources
 
     m = bundle.manifest
@@ -768,6 +771,7 @@ def graph_for_bundle(bundle_dir: str | Path, out_dir: str | Path, work_dir: str 
         reuse_factor=int(hls.get("reuse_factor", 64)),
         strategy=str(hls.get("strategy", "Resource")),
         io_type=str(hls.get("io_type", "io_stream")),
+        fuse_relu=bool(hls.get("fused_relus")),  # bundles from before hls_build.fuse have none
     )
     model = load_trained_model(bundle.path("model.h5"))
     with tempfile.TemporaryDirectory(dir=work_dir) as tmp:
@@ -781,7 +785,7 @@ def graph_for_bundle(bundle_dir: str | Path, out_dir: str | Path, work_dir: str 
             input_type=m.input.fixed_point,
             output_type=m.output.fixed_point,
         )
-        hls_model.write()
+        write_project(hls_model)
         fix_generated_sources(project_dir, project)
         theirs = bundle.path(hls.get("project_dir", "hls"))
         names = [f.format(p=project) for f in _FIRMWARE_FILES]

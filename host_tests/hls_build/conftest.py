@@ -34,7 +34,15 @@ def trained_model_dir(tmp_path_factory, cifar10_dir, test_split):
 @pytest.fixture(scope="session")
 def bundle_dir(trained_model_dir, test_overlays, tmp_path_factory, test_split):
     from hls_build.build import BuildOptions, build_bundle
+    from hls_build.config import HlsSettings
 
     # The acceptance bar for a 1-epoch model: >= 98 % on >= 50 images (the C-simulation checks 60 of them).
-    options = BuildOptions(gate_images=300, csim_images=60, min_agreement=0.98, keras_prediction_images=1000)
+    # Three layers take the fully serial kernel, whose result conversion hls_build.fuse rewrites, so the
+    # C-simulation checks that too: a fused ReLU with one lane (stem, RF = n_in * n_out) and with 8 lanes
+    # (s1b1_conv1), and a result of the accumulator's own type (s1b1_conv2, before the Add).
+    serial = {"stem_conv": 27 * 16, "s1b1_conv1": 2 * 144, "s1b1_conv2": 144 * 16}
+    settings = HlsSettings(layer_config={k: {"ReuseFactor": rf, "Strategy": "Resource"} for k, rf in serial.items()})
+    options = BuildOptions(
+        settings=settings, gate_images=300, csim_images=60, min_agreement=0.98, keras_prediction_images=1000
+    )
     return build_bundle(trained_model_dir, test_overlays, tmp_path_factory.mktemp("work"), options, test_split)

@@ -129,7 +129,18 @@ def test_gate_records_per_layer_errors_and_the_first_layer_that_differs(bundle_d
     names = [row["layer"] for row in m.metrics["firmware_vs_keras_layers"]]
     # In firmware order, starting at the exact input; the logits come last.
     assert names[0] == "image" and layers["image"]["max_abs_error"] == 0 and names[-1] == "logits"
-    assert {"stem_conv", "stem_relu", "gap"} <= set(names) and "stem_bn" not in names  # folded
+    assert {"stem_conv", "gap"} <= set(names) and "stem_bn" not in names  # folded
+    # Every ReLU is fused into the layer before it (hls_build.fuse), which is compared with the Keras ReLU.
+    assert "stem_relu" not in names and layers["stem_conv"]["keras_layer"] == "stem_relu"
+    fused = m.hls["fused_relus"]
+    assert fused["stem_conv"] == "stem_relu" and fused["s1b1_add"] == "s1b1_relu2"
+    # The fixture runs three layers through the fully serial kernel that hls_build.fuse rewrites: they are exact too.
+    from hls_build.fuse import SERIAL_CAST_MARKER
+
+    kernel = bundle_dir / m.hls["project_dir"] / "firmware" / "nnet_utils" / "nnet_dense_resource.h"
+    assert SERIAL_CAST_MARKER in kernel.read_text()
+    assert m.hls["layer_config"]["stem_conv"]["ReuseFactor"] == 27 * 16
+    assert layers["s1b1_conv1"]["keras_layer"] == "s1b1_relu1" and layers["s1b1_conv2"]["max_abs_error"] == 0
     # Every layer is exact: no layer differs anywhere on the gate's images.
     assert m.metrics["first_layer_differing_from_keras"] is None
     assert all(row["max_abs_error"] == 0 and row["differing_fraction"] == 0 for row in layers.values())

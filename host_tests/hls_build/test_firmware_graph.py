@@ -30,7 +30,11 @@ def test_bundle_carries_the_graph_in_call_order(bundle_dir):
     keys = {w["key"] for la in graph["layers"] for w in la["weights"].values()}
     assert keys == set(arrays)
     ops = {la["op"] for la in graph["layers"]}
-    assert ops >= {"input", "zeropad2d", "conv2d", "relu", "clone", "add"} and "batchnorm" not in ops  # folded
+    assert ops >= {"input", "zeropad2d", "conv2d", "clone", "add"} and "batchnorm" not in ops  # folded
+    # Every ReLU went into the layer before it (hls_build.fuse); the graph says which Keras ReLU each one streams.
+    assert "relu" not in ops
+    fused = {la["name"]: la["fused_activation"] for la in graph["layers"] if la.get("fused_activation")}
+    assert fused["stem_conv"] == "stem_relu" and fused["s1b1_add"] == "s1b1_relu2"
 
 
 def test_conv_and_dense_weights_are_the_quantized_keras_kernels(bundle_dir, trained_model_dir):
