@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from hls_build.fold import FoldedLayer, fold_batchnorm
-from hls_build.fuse import fuse_relus, serialize_result_casts
+from hls_build.fuse import fuse_relus, keras_outputs, serialize_result_casts
 from hls_build.precision import Precisions, derive_precisions, hls_precision_entries
 from training.data import INPUT_FIXED_POINT
 from training.keras_compat import keras
@@ -187,11 +187,9 @@ def convert(
         )
     args.update(kwargs)
     hls_model = hls4ml.converters.convert_from_keras_model(model, **args)
-    fused: dict[str, str] = {}
     if settings.fuse_relu:
         hand_set = [name for name, c in settings.layer_config.items() if "result" in dict(c.get("Precision", {}))]
-        fused = fuse_relus(hls_model, keep=hand_set)
-    hls_model.hls_build_fused_relus = fused  # read by write_project
+        fuse_relus(hls_model, keep=hand_set)
     return hls_model
 
 
@@ -203,5 +201,5 @@ def write_project(hls_model: Any) -> None:
     here, so the estimate reads the firmware the build compiles.
     """
     hls_model.write()
-    if getattr(hls_model, "hls_build_fused_relus", None):
+    if keras_outputs(hls_model):  # some ReLU was fused
         serialize_result_casts(hls_model.config.get_output_dir())

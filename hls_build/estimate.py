@@ -780,7 +780,7 @@ def _add(a: dict[str, float], b: dict[str, float]) -> dict[str, float]:
 def _matmul_cost(
     layer: Layer, n_in: int, n_out: int, rf: int, strategy: str, k: Coefficients, family: str
 ) -> tuple[dict[str, float], int, dict[str, Any]]:
-    """A ``dense_resource`` / ``dense_latency`` kernel: resources, cycles of one call, detail."""
+    """A ``dense_resource`` / ``dense_latency`` kernel and its result conversion: resources, call cycles, detail."""
     wa = layer.types["in"].width
     ww = layer.types.get("weight", FixedType(16, 6, True)).width
     aw = layer.types.get("accum", FixedType(max(wa + ww, 16), 8, True)).width
@@ -816,6 +816,10 @@ def _matmul_cost(
         detail.update(kernel="latency", multipliers=lanes)
     detail["multiplier_kind"] = "DSP48" if min(wa, ww) >= k.dsp_min_operand_bits else "LUT"
     detail["product_bits"] = [wa, ww]
+    cast_lut, cast_ff = _result_cast(layer, n_in, n_out, rf, strategy)
+    r[_LUT_MAC] += cast_lut
+    r[_FF_STORAGE] += cast_ff
+    detail["result_conversion"] = "in the reuse loop" if cast_ff else "after the loop, all outputs at once"
     return r, cycles, detail
 
 
@@ -831,10 +835,6 @@ def _conv_cost(layer: Layer, rf: int, strategy: str, k: Coefficients, family: st
     r[_FF_STORAGE] += fh * fw * c * wa  # kernel window (registers); the output pack feeds the FIFO directly
     r["LUT"] += k.conv_control_lut + k.layer_control_lut
     r["FF"] += k.conv_control_ff + k.layer_control_ff
-    cast_lut, cast_ff = _result_cast(layer, n_in, n_out, rf, strategy)
-    r[_LUT_MAC] += cast_lut
-    r[_FF_STORAGE] += cast_ff
-    detail["result_conversion"] = "in the reuse loop" if cast_ff else "after the loop, all outputs at once"
     if strategy == "resource":
         cycles = in_px * k.conv_cycles_per_input + out_px * call_cycles
         per_in = cycles / max(in_px, 1)
@@ -872,10 +872,7 @@ def _result_cast(layer: Layer, n_in: int, n_out: int, rf: int, strategy: str) ->
 def _dense_cost(layer: Layer, rf: int, strategy: str, k: Coefficients, family: str) -> LayerCost:
     n_in, n_out = layer.mult_size  # type: ignore[misc]
     r, call_cycles, detail = _matmul_cost(layer, n_in, n_out, rf, strategy, k, family)
-    cast_lut, cast_ff = _result_cast(layer, n_in, n_out, rf, strategy)
-    r[_LUT_MAC] += cast_lut
-    r[_FF_STORAGE] += cast_ff + n_in * layer.types["in"].width  # (in-loop) results, the input vector
-    detail["result_conversion"] = "in the reuse loop" if cast_ff else "after the loop, all outputs at once"
+    r[_FF_STORAGE] += n_in * layer.types["in"].width  # the input vector
     r["LUT"] += k.layer_control_lut
     r["FF"] += k.layer_control_ff
     words_in = math.ceil(n_in / max(1, layer.attrs.get("in_elems", 1)))
