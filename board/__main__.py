@@ -36,11 +36,11 @@ from typing import Any
 
 from board import __version__
 from board.bundle import Bundle, load_bundle
-from board.errors import BoardError, BundleError, InputError
+from board.cli import log_level, run
+from board.errors import EXIT_OK, BoardError, BundleError, InputError
 
 log = logging.getLogger("board")
 
-EXIT_OK, EXIT_ERROR, EXIT_INTERRUPTED = 0, 2, 130
 DEMO_IMAGES = 8
 REMOTE_DIR = "zynq_resnet"
 
@@ -439,19 +439,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Run the CLI; returns the exit status (0 ok, 2 error, 130 interrupted)."""
+    """Run the CLI; returns the exit status (0 ok, 1 a check failed, 2 bad input, 130 interrupted)."""
     args = build_parser().parse_args(argv)
-    level = logging.DEBUG if args.verbose else logging.WARNING if args.quiet else logging.INFO
-    logging.basicConfig(level=level, format="%(levelname)s %(name)s: %(message)s", stream=sys.stderr)
-    try:
-        return args.func(args)
-    except BoardError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return EXIT_ERROR
-    except KeyboardInterrupt:
-        print("interrupted", file=sys.stderr)
-        return EXIT_INTERRUPTED
-
+    return run(lambda: args.func(args), level=log_level(args.verbose, args.quiet))
 
 if __name__ == "__main__":
     sys.exit(main())
