@@ -18,8 +18,8 @@ import tempfile
 import time
 
 import training.keras_compat  # noqa: F401  (before TensorFlow, as every entry point)
-from training.experiments import Grid
-from training.sweep import RayScheduler, run_sweep
+from training.experiments import Grid, run_sweep
+from training.sweep import RayScheduler
 
 
 def main() -> None:

@@ -88,8 +88,8 @@ def main(argv: list[str] | None = None) -> int:
     from training.train import ConfigMismatchError, TrainConfig, train
 
     if args.command == "experiment":
-        from training.experiments import Grid, GridError, summarize
-        from training.sweep import SweepError, make_scheduler, run_sweep
+        from training.experiments import Grid, GridError, run_sweep, summarize
+        from training.sweep import SweepError, make_scheduler
 
         if args.retries is not None and args.retries < 0:
             parser.error("--retries must be >= 0")

@@ -1,242 +1,209 @@
 """Multi-trial experiments over a grid of configs, with the mean +- std table and plots the field reports.
 
-A grid file (YAML or JSON; unknown keys are refused) names models x quantizations x methods, the number of trials
-and the shared schedule::
+Every (config, trial) of a :class:`~training.grid.Grid` is one training run in ``<out>/runs/<config_id>/trial<k>/``
+with its own resolved config, seed (``seed + k``), versions, history and checkpoints, run as a task of the sweep
+engine (:mod:`training.sweep`: inline, or on Ray, a local instance or a cluster). Each task calls
+:func:`training.train.train` with ``cpus_per_run`` TensorFlow threads and op determinism enabled, so a run gives the
+same numbers inline and on any worker of the same software stack. Distilled runs (``teacher: auto``) wait for their
+teacher's task.
 
-    name: resnet20-skips
-    trials: 3
-    models: [resnet20]
-    quants: [float, "<8,3>"]
-    methods: [plain, kd, skip_remover]
-    teacher: auto            # kd / skip methods: the same model and quant trained `plain` in this sweep
-    epochs: 10
-    recipe: short
-    skip_every_epochs: 3
-    kd_loss: tailor
+A finished run (its ``result.json`` record, of the same config) is never redone, and an unfinished one resumes from
+its checkpoint, so a sweep killed at any point is finished by running the same command again. ``<out>/sweep.json``
+records the grid and every run's status; a folder holding another grid is refused.
 
-    cpus_per_run: 1          # scheduling (not part of the sweep's identity): CPUs (= TensorFlow threads) per run,
-    gpus_per_run: 0          # GPUs per run, and attempts after a failed run
-    retries: 0
-
-Every (config, trial) is one training run in ``<out>/runs/<config_id>/trial<k>/`` with its own resolved config,
-seed (``seed + k``), versions, history and checkpoints, run as a task of :mod:`training.sweep` (inline, or on
-Ray: a local instance or a cluster). A finished run (its ``result.json`` record, of the same config) is never
-redone, and an unfinished one resumes from its checkpoint, so a sweep killed at any point is finished by running
-the same command again. ``<out>/sweep.json`` records the grid and every run's status; a folder holding another grid
-is refused.
-
-Outputs: ``summary.csv`` and ``summary.md`` (per config: trials, mean and std of the max and final test top-1),
-``accuracy_per_epoch.png`` (train and test top-1 per epoch, mean over trials) and, for skip methods,
-``accuracy_vs_skips.png`` (test top-1 against the number of skips removed or shortened).
+Outputs (:mod:`training.experiment_tables`): ``summary.csv`` and ``summary.md`` (per config: trials, mean and std of
+the max and final test top-1), ``accuracy_per_epoch.png`` and, for skip methods, ``accuracy_vs_skips.png``.
 """
 
 from __future__ import annotations
 
-import csv
 import json
 import logging
 import os
-from dataclasses import asdict, dataclass, field, fields
+from collections.abc import Callable
+from dataclasses import asdict, replace
 from pathlib import Path
 from typing import Any
 
-import numpy as np
+from training.experiment_tables import RunRecord, collect, summarize, write_summary
+from training.grid import Grid, GridError
+from training.sweep.driver import run_tasks
+from training.sweep.records import SweepMismatchError, fingerprint, jsonable
+from training.sweep.schedulers import InlineScheduler, Scheduler
+from training.sweep.tasks import Outcome, SweepReport, Task
+
+__all__ = ["Grid", "GridError", "RunRecord", "collect", "configure_tensorflow", "run_grid", "run_sweep",
+           "summarize", "training_tasks"]  # fmt: skip
 
 log = logging.getLogger(__name__)
 
 
-#: Grid keys that say how runs are scheduled, not what they compute: changing them keeps the sweep the same.
-SCHEDULING_KEYS = ("cpus_per_run", "gpus_per_run", "retries")
+_warned_threads: list[int] = []
 
 
-class GridError(ValueError):
-    """A grid file that cannot run: unknown keys, models, quantizations or methods, or a folder of another grid."""
+def _is_deterministic() -> bool:
+    from tensorflow.python.framework import config as tf_config
+
+    return bool(tf_config.is_op_determinism_enabled())
 
 
-@dataclass(frozen=True)
-class Grid:
-    """A sweep: models x quants x methods, each trained ``trials`` times with the shared settings.
+def configure_tensorflow(threads: int, deterministic: bool = True) -> bool:
+    """Set TensorFlow's thread pools to ``threads`` and enable op determinism, for reproducible runs.
 
-    Attributes:
-        name: sweep name (recorded, shown in the tables).
-        models: registered model names.
-        quants: ``float`` or ``"<total,integer>"`` specs.
-        methods: ``plain``, ``kd``, ``skip_remover``, ``skip_shortener``.
-        trials: runs per config; trial k uses seed ``seed + k``.
-        teacher: ``auto`` (the same model and quant trained ``plain`` in this sweep, same trial) or a model.h5 path.
-        epochs, recipe, batch_size, lr_peak, weight_decay, seed, kd_loss, kd_temperature, kd_alpha, skip_every_epochs,
-            train_limit, test_limit: passed to every run's ``TrainConfig``.
-        cpus_per_run: CPUs each run asks for; also its TensorFlow threads (inline too), so a run computes the
-            same numbers wherever it runs.
-        gpus_per_run: GPUs each run asks for (Ray; fractions share a GPU).
-        retries: attempts after a failed run before it is reported as failed.
+    TensorFlow fixes its thread pools when it first runs an op; in a process where that happened with another
+    count (an inline run after other work), the existing pools are used and a warning says so.
+
+    Returns:
+        Whether op determinism was enabled before (so an inline caller can restore it).
     """
+    from training.keras_compat import tf
 
-    name: str
-    models: tuple[str, ...]
-    quants: tuple[str, ...] = ("float",)
-    methods: tuple[str, ...] = ("plain",)
-    trials: int = 1
-    teacher: str = "auto"
-    epochs: int = 10
-    recipe: str = "short"
-    batch_size: int = 128
-    lr_peak: float = 0.1
-    weight_decay: float = 5e-5
-    seed: int = 0
-    kd_loss: str = "tailor"
-    kd_temperature: float = 4.0
-    kd_alpha: float = 0.9
-    skip_every_epochs: int = 3
-    train_limit: int = 0
-    test_limit: int = 0
-    cpus_per_run: int = 1
-    gpus_per_run: float = 0
-    retries: int = 0
-
-    @classmethod
-    def load(cls, path: str | os.PathLike) -> Grid:
-        """Read a YAML or JSON grid file.
-
-        Raises:
-            GridError: unreadable file, unknown keys, or a config that cannot be built.
-        """
-        path = Path(path)
-        try:
-            text = path.read_text()
-            data = json.loads(text) if path.suffix == ".json" else _yaml(text)
-        except (OSError, ValueError) as exc:
-            raise GridError(f"{path}: cannot read grid ({exc})") from exc
-        if not isinstance(data, dict):
-            raise GridError(f"{path}: a grid is a mapping of settings")
-        return cls.from_dict(data)
-
-    @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> Grid:
-        """Build and validate (every config of the grid is resolved before anything runs)."""
-        known = {f.name for f in fields(cls)}
-        unknown = set(data) - known
-        if unknown:
-            raise GridError(f"unknown grid keys: {sorted(unknown)}; known: {sorted(known)}")
-        data = {k: tuple(v) if isinstance(v, list) else v for k, v in data.items()}
-        try:
-            grid = cls(**data)
-        except TypeError as exc:
-            raise GridError(f"incomplete grid: {exc}") from exc
-        if grid.trials < 1:
-            raise GridError(f"trials must be >= 1, got {grid.trials}")
-        if not isinstance(grid.cpus_per_run, int) or grid.cpus_per_run < 1:
-            raise GridError(f"cpus_per_run must be a whole number >= 1, got {grid.cpus_per_run!r}")
-        if grid.gpus_per_run < 0 or grid.retries < 0:
-            raise GridError(f"gpus_per_run and retries must be >= 0, got {grid.gpus_per_run}, {grid.retries}")
-        from training.quant import QuantSpec
-        from training.train import METHODS
-
-        for method in grid.methods:
-            if method not in METHODS:
-                raise GridError(f"unknown method {method!r}; use one of {METHODS}")
-        for quant in grid.quants:
-            if quant != "float":
-                try:
-                    QuantSpec.parse(quant)
-                except ValueError as exc:
-                    raise GridError(f"quants: {exc}") from exc
-        for cfg_id, cfgs in grid.runs().items():
-            if not cfgs:
-                raise GridError(f"{cfg_id}: no runs")
-        return grid
-
-    def identity(self) -> dict[str, Any]:
-        """What makes two sweeps the same: every setting but the scheduling ones (JSON form)."""
-        return grid_identity(asdict(self))
-
-    def runs(self) -> dict[str, list[Any]]:
-        """``{config_id: [TrainConfig per trial]}``, validated (raises GridError on a bad model, quant or method)."""
-        from training.train import TrainConfig
-
-        out: dict[str, list[Any]] = {}
-        order = sorted(self.methods, key=lambda m: m != "plain")
-        for method in order:
-            for model in self.models:
-                for quant in self.quants:
-                    if method != "plain" and self.teacher == "auto" and "plain" not in self.methods:
-                        raise GridError(f"method {method!r} with teacher 'auto' needs 'plain' in the grid's methods")
-                    cfgs = []
-                    for trial in range(self.trials):
-                        teacher = None
-                        if method != "plain":
-                            teacher = (
-                                f"@{_config_id(model, quant, 'plain')}/trial{trial}"
-                                if self.teacher == "auto"
-                                else self.teacher
-                            )
-                        try:
-                            cfgs.append(
-                                TrainConfig(
-                                    model=model,
-                                    quant=None if quant == "float" else quant,
-                                    method=method,
-                                    teacher=teacher,
-                                    epochs=self.epochs,
-                                    recipe=self.recipe,
-                                    batch_size=self.batch_size,
-                                    lr_peak=self.lr_peak,
-                                    weight_decay=self.weight_decay,
-                                    seed=self.seed + trial,
-                                    kd_loss=self.kd_loss,
-                                    kd_temperature=self.kd_temperature,
-                                    kd_alpha=self.kd_alpha,
-                                    skip_every_epochs=self.skip_every_epochs,
-                                    train_limit=self.train_limit,
-                                    test_limit=self.test_limit,
-                                )  # fmt: skip
-                            )
-                        except (ValueError, KeyError) as exc:
-                            raise GridError(f"{_config_id(model, quant, method)}: {exc}") from exc
-                    out[_config_id(model, quant, method)] = cfgs
-        return out
+    try:
+        tf.config.threading.set_intra_op_parallelism_threads(threads)
+        tf.config.threading.set_inter_op_parallelism_threads(threads)
+    except RuntimeError:
+        current = tf.config.threading.get_intra_op_parallelism_threads()
+        if not _warned_threads:  # once per process
+            _warned_threads.append(current)
+            log.warning("TensorFlow already runs with %s threads in this process, not %d: results can differ in "
+                        "the last digits from a run in a fresh worker", current or "all", threads)  # fmt: skip
+    was = _is_deterministic()
+    if deterministic:
+        # The input pipeline's random crops and flips run in a parallel map: without this, which image gets
+        # which random draw depends on thread timing, and two runs of one seed differ.
+        tf.config.experimental.enable_op_determinism()
+    return was
 
 
-def grid_identity(grid: dict[str, Any]) -> dict[str, Any]:
-    """The identity of a grid given as a dict (e.g. read from an older ``sweep.json``)."""
-    return json.loads(json.dumps({k: v for k, v in grid.items() if k not in SCHEDULING_KEYS}))
+def _train_task(cfg: Any, run_dir: str, threads: int, train_fn: Callable | None = None) -> dict:
+    """One experiment run on a worker: train ``cfg`` into ``run_dir``; return its metrics and history."""
+    import training.keras_compat  # noqa: F401  (before TensorFlow, in a fresh worker)
+
+    if not logging.getLogger().handlers:  # a fresh worker: show the run's progress, tagged with its folder
+        logging.basicConfig(level=logging.WARNING, format=f"%(asctime)s [{Path(run_dir).parent.name}/"
+                            f"{Path(run_dir).name}] %(name)s: %(message)s", datefmt="%H:%M:%S")  # fmt: skip
+        logging.getLogger("training").setLevel(logging.INFO)
+    was_deterministic = configure_tensorflow(threads)
+    try:
+        if train_fn is None:
+            from training.train import train as train_fn
+        train_fn(cfg, run_dir)
+    finally:
+        if not was_deterministic:  # inline: leave the process as it was
+            from tensorflow.python.framework import config as tf_config
+
+            tf_config.disable_op_determinism()  # no public API for this in TF 2.21
+    return _run_result(Path(run_dir), threads)
 
 
-def _yaml(text: str) -> Any:
-    import yaml
-
-    return yaml.safe_load(text)
-
-
-def _config_id(model: str, quant: str, method: str) -> str:
-    from training.quant import QuantSpec
-
-    tag = "float" if quant == "float" else QuantSpec.parse(quant).tag
-    return f"{model}_{tag}_{method}"
-
-
-@dataclass
-class RunRecord:
-    """One finished run, as the tables read it."""
-
-    config_id: str
-    trial: int
-    seed: int
-    test_top1_max: float
-    test_top1_final: float
-    epochs: int
-    history: dict[str, list[float]] = field(default_factory=dict)
+def _run_result(run_dir: Path, threads: int | None) -> dict:
+    metrics_path = run_dir / "metrics.json"
+    if not metrics_path.is_file():
+        raise FileNotFoundError(f"{run_dir}: the run ended without metrics.json")
+    history_path = run_dir / "history_partial.json"
+    return {
+        "metrics": json.loads(metrics_path.read_text()),
+        "history": json.loads(history_path.read_text()) if history_path.is_file() else {},
+        "threads": threads,
+        "deterministic": threads is not None,
+    }
 
 
-def run_grid(grid: Grid, out_dir: str | os.PathLike, train_fn=None, scheduler=None, retries: int | None = None
-             ) -> list[RunRecord]:  # fmt: skip
+def training_tasks(grid: Grid, out_dir: str | os.PathLike, train_fn: Callable | None = None) -> list[Task]:
+    """One task per (config, trial) of ``grid``; distilled runs wait for their teacher (``teacher: auto``).
+
+    The record of ``runs/<config_id>/trial<k>`` is fingerprinted with the run's config as the grid defines it
+    (the teacher named by its sweep key, so the fingerprint does not depend on where the folder is).
+    """
+    out = Path(out_dir)
+    tasks = []
+    for cfg_id, cfgs in grid.runs().items():
+        for trial, cfg in enumerate(cfgs):
+            after: tuple[str, ...] = ()
+            resolved = cfg
+            if cfg.teacher and cfg.teacher.startswith("@"):
+                after = (cfg.teacher[1:],)
+                # As the sweep always resolved it (relative when the folder was given relative): resuming an
+                # older sweep finds the same config in each run's config.json.
+                resolved = replace(cfg, teacher=str(out / "runs" / cfg.teacher[1:] / "model.h5"))
+            rel = f"runs/{cfg_id}/trial{trial}"
+            tasks.append(Task(
+                key=f"{cfg_id}/trial{trial}", fn=_train_task,
+                args=(resolved, str((out / rel).resolve()), int(grid.cpus_per_run), train_fn),
+                record_dir=rel, fingerprint=fingerprint({"config": asdict(cfg)}),
+                cpus=float(grid.cpus_per_run), gpus=float(grid.gpus_per_run), after=after,
+                meta={"config_id": cfg_id, "trial": trial, "seed": cfg.seed, "model_id": cfg.model_id},
+            ))  # fmt: skip
+    return tasks
+
+
+def _adopt_finished_run(task: Task) -> dict | None:
+    """A record for a run finished by an older sweep (metrics.json, model.h5 and the same config, no record)."""
+    cfg, run_dir = task.args[0], Path(task.args[1])
+    if not ((run_dir / "metrics.json").is_file() and (run_dir / "model.h5").is_file()):
+        return None
+    try:
+        saved = json.loads((run_dir / "config.json").read_text()).get("config")
+    except (OSError, ValueError):
+        return None
+    if saved != json.loads(json.dumps(asdict(cfg), default=jsonable)):
+        return None
+    log.info("%s: finished by an earlier sweep; recorded", task.key)
+    return {"key": task.key, "fingerprint": task.fingerprint, **dict(task.meta), "result": _run_result(run_dir, None),
+            "seconds": None, "attempt": None, "host": None, "pid": None, "finished": None, "adopted": True}  # fmt: skip
+
+
+def run_sweep(
+    grid: Grid,
+    out_dir: str | os.PathLike,
+    scheduler: Scheduler | None = None,
+    train_fn: Callable | None = None,
+    retries: int | None = None,
+    on_outcome: Callable[[Task, Outcome], None] | None = None,
+) -> SweepReport:
+    """Run the missing runs of an experiment grid on ``scheduler``; write the tables and plots from the records.
+
+    Args:
+        grid: a validated :class:`~training.grid.Grid` (unknown models and quantizations were refused
+            when it was built, before anything runs).
+        out_dir: the sweep folder.
+        scheduler: default :class:`~training.sweep.schedulers.InlineScheduler`.
+        train_fn: ``train(cfg, out_dir)`` (default :func:`training.train.train`); picklable for Ray.
+        retries: attempts after a failure (default: the grid's ``retries``).
+        on_outcome: see :func:`training.sweep.driver.run_tasks`.
+
+    Returns:
+        The report; ``records`` holds every finished run of the sweep (this invocation's and earlier ones).
+
+    Raises:
+        GridError: ``out_dir`` holds another sweep.
+        training.sweep.SweepError: the scheduler cannot start (unreachable cluster, resources no node has).
+    """
+    out = Path(out_dir)
+    tasks = training_tasks(grid, out, train_fn)
+    identity = {"kind": "training", "grid": grid.identity()}
+    header = {"kind": "training", "name": grid.name, "grid": asdict(grid),
+              "configs": list(dict.fromkeys(t.meta["config_id"] for t in tasks))}  # fmt: skip
+    try:
+        report = run_tasks(tasks, out, scheduler or InlineScheduler(), identity,
+                           grid.retries if retries is None else retries, header, _adopt_finished_run,
+                           on_outcome)  # fmt: skip
+    except SweepMismatchError as exc:
+        raise GridError(str(exc)) from exc
+    report.records = collect(out)
+    write_summary(report.records, out, grid.name)
+    return report
+
+
+def run_grid(grid: Grid, out_dir: str | os.PathLike, train_fn: Callable | None = None,
+             scheduler: Scheduler | None = None, retries: int | None = None) -> list[RunRecord]:  # fmt: skip
     """Run every missing (config, trial) of ``grid`` under ``out_dir`` and write the tables and plots.
 
     Args:
         grid: the sweep.
         out_dir: the sweep folder.
         train_fn: ``train(cfg, out_dir)`` to call (default ``training.train.train``).
-        scheduler: a :class:`training.sweep.Scheduler` (default: inline, one run after the other in this process).
+        scheduler: a :class:`~training.sweep.schedulers.Scheduler` (default: inline, one run after the other here).
         retries: attempts after a failed run (default: the grid's ``retries``).
 
     Returns:
@@ -246,139 +213,4 @@ def run_grid(grid: Grid, out_dir: str | os.PathLike, train_fn=None, scheduler=No
         GridError: ``out_dir`` holds another grid.
         training.sweep.SweepError: the scheduler cannot start.
     """
-    from training.sweep import run_sweep
-
     return run_sweep(grid, out_dir, scheduler, train_fn, retries).records
-
-
-def collect(out_dir: str | os.PathLike) -> list[RunRecord]:
-    """Read every finished run under ``<out_dir>/runs`` from its record (``result.json``).
-
-    A record whose config fingerprint differs from the one ``sweep.json`` lists for that run is left out (it is
-    not this sweep's). Runs of sweeps written before records existed are read from their ``metrics.json``.
-    """
-    from training.sweep import RECORD, read_manifest
-
-    out = Path(out_dir)
-    manifest = read_manifest(out) or {}
-    expected = {k: v.get("fingerprint") for k, v in manifest.get("runs", {}).items() if isinstance(v, dict)}
-    records = []
-    for run_dir in sorted({p.parent for p in out.glob("runs/*/trial*/metrics.json")}
-                          | {p.parent for p in out.glob(f"runs/*/trial*/{RECORD}")}):  # fmt: skip
-        key = f"{run_dir.parent.name}/{run_dir.name}"
-        trial = int(run_dir.name.removeprefix("trial"))
-        record_path = run_dir / RECORD
-        if record_path.is_file():
-            record = json.loads(record_path.read_text())
-            if key in expected and record.get("fingerprint") != expected[key]:
-                log.warning("%s: record of another config; left out of the tables", record_path)
-                continue
-            metrics, history, seed = record["result"]["metrics"], record["result"]["history"], record["seed"]
-        else:  # an older sweep's run
-            if expected:  # this sweep records its runs: one without a record is not finished
-                continue
-            metrics = json.loads((run_dir / "metrics.json").read_text())
-            seed = json.loads((run_dir / "config.json").read_text())["config"]["seed"]
-            history_path = run_dir / "history_partial.json"
-            history = json.loads(history_path.read_text()) if history_path.is_file() else {}
-        records.append(
-            RunRecord(
-                config_id=run_dir.parent.name,
-                trial=trial,
-                seed=seed,
-                test_top1_max=metrics["test_top1_max"],
-                test_top1_final=metrics["test_top1_final"],
-                epochs=metrics["epochs"],
-                history=history,
-            )
-        )
-    return records
-
-
-def summarize(records: list[RunRecord]) -> list[dict[str, Any]]:
-    """Per config: trials, mean and (sample) std of the max and final test top-1, in percent."""
-    by_cfg: dict[str, list[RunRecord]] = {}
-    for r in records:
-        by_cfg.setdefault(r.config_id, []).append(r)
-    rows = []
-    for cfg_id, rs in by_cfg.items():
-        mx = np.array([r.test_top1_max for r in rs]) * 100
-        fin = np.array([r.test_top1_final for r in rs]) * 100
-        std = lambda a: float(a.std(ddof=1)) if len(a) > 1 else 0.0  # noqa: E731
-        rows.append({
-            "config": cfg_id, "trials": len(rs), "epochs": rs[0].epochs,
-            "max_top1_mean": float(mx.mean()), "max_top1_std": std(mx),
-            "final_top1_mean": float(fin.mean()), "final_top1_std": std(fin),
-        })  # fmt: skip
-    return rows
-
-
-def write_summary(records: list[RunRecord], out_dir: str | os.PathLike, name: str) -> None:
-    """Write ``summary.csv``, ``summary.md`` and the PNG plots for ``records``."""
-    out = Path(out_dir)
-    rows = summarize(records)
-    with (out / "summary.csv").open("w", newline="") as f:
-        writer = csv.DictWriter(f, fieldnames=list(rows[0]) if rows else ["config"])
-        writer.writeheader()
-        for row in rows:
-            writer.writerow({k: f"{v:.4f}" if isinstance(v, float) else v for k, v in row.items()})
-    lines = [
-        f"# {name}: CIFAR-10 test top-1 (%)",
-        "",
-        "Mean +- sample std over trials; 'max' is the best epoch of each run, 'final' its last epoch.",
-        "",
-        "| config | trials | epochs | max top-1 | final top-1 |",
-        "|---|---:|---:|---:|---:|",
-    ]
-    for r in rows:
-        lines.append(
-            f"| {r['config']} | {r['trials']} | {r['epochs']} | {r['max_top1_mean']:.2f} +- {r['max_top1_std']:.2f} "
-            f"| {r['final_top1_mean']:.2f} +- {r['final_top1_std']:.2f} |"
-        )
-    (out / "summary.md").write_text("\n".join(lines) + "\n")
-    _plots(records, out, name)
-
-
-def _plots(records: list[RunRecord], out: Path, name: str) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    by_cfg: dict[str, list[RunRecord]] = {}
-    for r in records:
-        if r.history.get("val_accuracy"):
-            by_cfg.setdefault(r.config_id, []).append(r)
-    if not by_cfg:
-        return
-    fig, ax = plt.subplots(figsize=(8, 5))
-    for cfg_id, rs in sorted(by_cfg.items()):
-        n = min(len(r.history["val_accuracy"]) for r in rs)
-        epochs = np.arange(1, n + 1)
-        val = np.mean([r.history["val_accuracy"][:n] for r in rs], axis=0) * 100
-        line = ax.plot(epochs, val, label=f"{cfg_id} test")[0]
-        if all("accuracy" in r.history for r in rs):
-            tr = np.mean([r.history["accuracy"][:n] for r in rs], axis=0) * 100
-            ax.plot(epochs, tr, linestyle="--", color=line.get_color(), label=f"{cfg_id} train")
-    ax.set(xlabel="epoch", ylabel="top-1 (%)", title=f"{name}: accuracy per epoch (mean over trials)")
-    ax.grid(alpha=0.3)
-    ax.legend(fontsize=7)
-    fig.tight_layout()
-    fig.savefig(out / "accuracy_per_epoch.png", dpi=120)
-    plt.close(fig)
-
-    skip_cfgs = {k: v for k, v in by_cfg.items() if all("skips_changed" in r.history for r in v)}
-    if skip_cfgs:
-        fig, ax = plt.subplots(figsize=(7, 4.5))
-        for cfg_id, rs in sorted(skip_cfgs.items()):
-            levels = np.unique(np.concatenate([r.history["skips_changed"] for r in rs]))
-            # Best test top-1 reached while k skips were changed, mean over trials.
-            best = [np.mean([max((v for c, v in zip(r.history["skips_changed"], r.history["val_accuracy"])
-                                  if c == k), default=np.nan) for r in rs]) * 100 for k in levels]  # fmt: skip
-            ax.plot(levels, best, marker="o", label=cfg_id)
-        ax.set(xlabel="skips removed / shortened", ylabel="best test top-1 (%)", title=f"{name}: accuracy vs skips")
-        ax.grid(alpha=0.3)
-        ax.legend(fontsize=7)
-        fig.tight_layout()
-        fig.savefig(out / "accuracy_vs_skips.png", dpi=120)
-        plt.close(fig)

@@ -21,14 +21,13 @@ import numpy as np
 import pytest
 
 from training.__main__ import main
-from training.experiments import Grid, GridError, collect, run_grid
+from training.experiments import Grid, GridError, collect, run_grid, run_sweep
 from training.sweep import (
     InlineScheduler,
     RayScheduler,
     SweepError,
     make_scheduler,
     probe_address,
-    run_sweep,
     schedule_syntheses,
 )
 
@@ -298,9 +297,9 @@ def test_syntheses_run_as_tasks_inline_with_retries(tmp_path):
 
 def _ray_pids(root: str) -> list[int]:
     """Processes of the local Ray instances started under ``root`` (found by their open session files)."""
-    from training.sweep import _ray_sessions
+    from training.sweep.ray_sessions import session_processes
 
-    return sorted(_ray_sessions(root))
+    return sorted(session_processes(root))
 
 
 @pytest.fixture
