@@ -1,8 +1,8 @@
 r"""Throughput of the two engines behind the emulated overlay, side by side on the same real CIFAR-10 test images.
 
-The hls4ml C-simulation (``board.csim_reference.CSimRunner``, ``--processes`` worker processes, plus one
+The hls4ml C-simulation (``board.csim_runner.CSimRunner``, ``--processes`` worker processes, plus one
 process for the single-core figure) runs the first ``--csim-images`` test images; the fast numpy engine
-(``board.fast_emulator.FastEmulator``) runs the first ``--fast-images`` (default: the whole test set). The
+(``board.fast_engine.FastEngine``) runs the first ``--fast-images`` (default: the whole test set). The
 images both ran must give bit-identical raw outputs, or the script says so and exits with status 1.
 
 Usage (board or host environment)::
@@ -33,21 +33,21 @@ if str(ROOT) not in sys.path:
 
 from board.bundle import load_bundle  # noqa: E402
 from board.cifar10 import load_split  # noqa: E402
-from board.csim_reference import CSimRunner  # noqa: E402
+from board.csim_runner import CSimRunner  # noqa: E402
 from board.errors import BoardError, BundleError  # noqa: E402
-from board.fast_emulator import FastEmulator  # noqa: E402
+from board.fast_engine import FastEngine  # noqa: E402
 
 
-def _open_engine(bundle, graph_dir: str | None, threads: int | None, chunk: int) -> FastEmulator:
+def _open_engine(bundle, graph_dir: str | None, threads: int | None, chunk: int) -> FastEngine:
     kwargs = {"threads": threads, "chunk": chunk}
     if graph_dir:
-        return FastEmulator.from_bundle(bundle, graph_dir=graph_dir, **kwargs)
+        return FastEngine.from_bundle(bundle, graph_dir=graph_dir, **kwargs)
     try:
-        return FastEmulator.from_bundle(bundle, **kwargs)
+        return FastEngine.from_bundle(bundle, **kwargs)
     except BundleError:
         fallback = ROOT / "build" / "firmware-graphs" / bundle.manifest.board / bundle.manifest.model_id
         if (fallback / "graph.json").is_file():
-            return FastEmulator.from_bundle(bundle, graph_dir=fallback, **kwargs)
+            return FastEngine.from_bundle(bundle, graph_dir=fallback, **kwargs)
         raise
 
 
@@ -130,7 +130,7 @@ def run(args: argparse.Namespace) -> dict:
     rows = [
         ("C-simulation, 1 process", n_single, t_single, r_single),
         (f"C-simulation, {args.processes} processes", n_csim, t_csim, r_csim),
-        (f"fast emulator, {emu.threads} threads", n_fast, t_fast, r_fast),
+        (f"fast engine, {emu.threads} threads", n_fast, t_fast, r_fast),
     ]
     for name, n, sec, rate in rows:
         print(f"{name:<34}{n:>8}{sec:>10.2f}{rate:>11.1f}{10_000 / rate:>11.1f}s")
@@ -141,7 +141,7 @@ def run(args: argparse.Namespace) -> dict:
     )
     if mismatched:
         print(
-            f"MISMATCH: {mismatched} of the images both engines ran differ (see host_tests/board/test_fast_emulator.py)"
+            f"MISMATCH: {mismatched} of the images both engines ran differ (see host_tests/board/test_fast_engine.py)"
         )
     else:
         print(f"bit-identical raw outputs on the {common} images both engines ran")

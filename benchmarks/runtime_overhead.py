@@ -42,7 +42,7 @@ if str(ROOT) not in sys.path:
 from board.bench import parse_batch_sizes  # noqa: E402
 from board.bundle import Bundle, Manifest, TensorSpec, read_manifest  # noqa: E402
 from board.driver import Accelerator  # noqa: E402
-from board.emulation import EmulatedDevice, FunctionKernel  # noqa: E402
+from board.emulated_device import EmulatedDevice, FunctionKernel  # noqa: E402
 from board.errors import BoardError  # noqa: E402
 
 PHASES = ("encode", "copy_in", "submit", "wait", "copy_out", "decode", "other")

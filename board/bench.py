@@ -18,7 +18,7 @@ reference, and writes into the report folder ``report.json``, ``report.md`` and 
 
 When the bundle is emulated the FPGA figures come from the hls4ml C-simulation on the host, and the report says
 so in bold: they are not board timings. Without onnxruntime (the PYNQ-Z2 is armv7l: no wheel) the reference is
-reported as not available and ``--reference-only`` measures it on another machine (see :mod:`board.reference`).
+reported as not available and ``--reference-only`` measures it on another machine (see :mod:`board.onnx_reference`).
 """
 
 from __future__ import annotations
@@ -59,7 +59,7 @@ log = logging.getLogger(__name__)
 
 KERAS_PREDICTIONS = "keras_predictions.npy"
 REPORT_SCHEMA = "board-bench/2"
-#: Test images by default: the whole test set on a board and with the fast emulator, fewer for the ~10 images/s
+#: Test images by default: the whole test set on a board and with the fast engine, fewer for the ~10 images/s
 #: C-simulation engine.
 DEFAULT_N_BOARD, DEFAULT_N_EMULATED = 10_000, 1_000
 #: Emulated-overlay engines: the bit-exact numpy emulator (``fast``) or the hls4ml C-simulation (``csim``).
@@ -177,7 +177,7 @@ def resolve_engine(bundle: Bundle, engine: str) -> str:
         return "fast" if has_graph else "csim"
     if engine == "fast" and not has_graph:
         raise InputError(
-            f"{bundle.root} carries no firmware graph for the fast emulator: rebuild it with `python -m hls_build "
+            f"{bundle.root} carries no firmware graph for the fast engine: rebuild it with `python -m hls_build "
             "bundle`, or use --engine csim"
         )
     return engine
@@ -185,10 +185,10 @@ def resolve_engine(bundle: Bundle, engine: str) -> str:
 
 def _fast_device(bundle: Bundle) -> Any:
     """An emulated device whose kernel is the bundle's fast numpy engine."""
-    from board.emulation import EmulatedDevice
-    from board.fast_emulator import FastEmulator
+    from board.emulated_device import EmulatedDevice
+    from board.fast_engine import FastEngine
 
-    return EmulatedDevice.from_bundle(bundle, kernel=FastEmulator.from_bundle(bundle))
+    return EmulatedDevice.from_bundle(bundle, kernel=FastEngine.from_bundle(bundle))
 
 
 def csim_cross_check(bundle: Bundle, images: np.ndarray, processes: int = 2) -> dict[str, Any]:
@@ -197,10 +197,10 @@ def csim_cross_check(bundle: Bundle, images: np.ndarray, processes: int = 2) -> 
     Returns:
         ``{"images", "identical", "bit_exact", "csim_images_per_s", "fast_images_per_s"}``.
     """
-    from board.csim_reference import CSimRunner
-    from board.fast_emulator import FastEmulator
+    from board.csim_runner import CSimRunner
+    from board.fast_engine import FastEngine
 
-    fast = FastEmulator.from_bundle(bundle)
+    fast = FastEngine.from_bundle(bundle)
     with Accelerator(bundle, batch_size=len(images), device=_fast_device(bundle)) as acc:
         raw_in, _ = acc.encode(images)  # the driver's encoding: exactly the stream codes the DMA would carry
     t = time.perf_counter()
@@ -321,7 +321,7 @@ def _open_reference(bundle: Bundle, threads: int | None, mode: str) -> tuple[Any
     if mode == "off":
         return None, "skipped (--no-reference)"
     try:
-        from board.reference import OnnxReference
+        from board.onnx_reference import OnnxReference
 
         return OnnxReference.from_bundle(bundle, threads=threads), None
     except ToolMissingError as exc:
@@ -831,7 +831,7 @@ def run_bench(
     report["engine"] = {"name": engine}
     if engine == "fast":
         report["engine"]["description"] = (
-            "board.fast_emulator: bit-exact numpy emulation of the hls4ml firmware (the C-simulation's fixed-point "
+            "board.fast_engine: bit-exact numpy emulation of the hls4ml firmware (the C-simulation's fixed-point "
             "types, rounding, saturation and accumulators), behind the same emulated DMA device"
         )
         check = min(DEFAULT_CSIM_CHECK if csim_check is None else csim_check, len(test))

@@ -3,8 +3,8 @@
 hls4ml's bridge exports ``<project>_float(float in[], float out[])`` and its ``_double`` twin. A bundle's manifest
 names the float one (``csim_entry``); the double one is used whenever the library has it, because a double holds
 every code of a fixed-point type of up to 53 bits exactly and a float only up to 24 (the logits' exact types are
-wider). Used by the emulated device's kernel (``board.emulation``), the C-simulation reference
-(``board.csim_reference``) and the build's gate (``hls_build.csim``).
+wider). Used by the emulated device's kernel (``board.emulated_device``), the C-simulation runner
+(``board.csim_runner``) and the build's gate (``hls_build.csim``).
 """
 
 from __future__ import annotations

@@ -1,7 +1,7 @@
 """The accelerator driver: uint8 CIFAR-10 images in, logits out, through the overlay's AXI DMA.
 
 :class:`Accelerator` drives one overlay bundle, on the board (``pynq.Overlay`` of the bundle's bitstream) or,
-for an emulated bundle, on :class:`board.emulation.EmulatedDevice` running the hls4ml C-simulation. Both paths
+for an emulated bundle, on :class:`board.emulated_device.EmulatedDevice` running the hls4ml C-simulation. Both paths
 use the same code: the real ``pynq.lib.dma.DMA`` driver and ``pynq.allocate`` buffers.
 
 What one call does:
@@ -125,7 +125,7 @@ class Accelerator:
             batch_size: images per DMA transfer (capped by the DMA's maximum transfer length).
             timeout_s: deadline for one batch; default :func:`default_timeout_s`.
             overlay: hardware only: an already loaded ``pynq.Overlay`` (default: load the bundle's bitstream).
-            device: emulated only: an :class:`~board.emulation.EmulatedDevice` to use (default: one running the
+            device: emulated only: an :class:`~board.emulated_device.EmulatedDevice` to use (default: one running the
                 bundle's C-simulation library). An injected device is not closed by :meth:`close`.
             download: hardware only: download the bitstream when loading it.
 
@@ -168,7 +168,7 @@ class Accelerator:
             if overlay is not None:
                 raise BundleError(f"{bundle.root}: bundle is emulated; overlay= is for bundles with a bitstream")
             try:
-                from board.emulation import EmulatedDevice
+                from board.emulated_device import EmulatedDevice
             except ImportError as exc:
                 raise ToolMissingError(f"the emulated overlay needs pynq (pip install pynq==4.0.0): {exc}") from exc
             if device is None:

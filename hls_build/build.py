@@ -31,7 +31,7 @@ import numpy as np
 
 from board.bundle import Manifest, TensorSpec, write_manifest
 from board.cifar10 import CLASSES, Split, load_split
-from board.fast_emulator import FastEmulator
+from board.fast_engine import FastEngine
 from board.fixed_point import FixedPoint
 from hls_build.boards import board_spec
 from hls_build.config import HlsSettings, convert, output_fixed_point, prepare_model, write_project
@@ -152,14 +152,14 @@ def _check_model(model: keras.Model) -> None:
 
 
 def _diagnose_with_traced_csim(model: keras.Model, hls_dir: Path, firmware_graph: dict, x: np.ndarray, raw: np.ndarray,
-                               engine: FastEmulator, work_dir: Path, keras_names: dict[str, str]) -> str:  # fmt: skip
+                               engine: FastEngine, work_dir: Path, keras_names: dict[str, str]) -> str:  # fmt: skip
     """When the fast engine cannot stand in for the C-simulation: trace the C-simulation itself, layer by layer.
 
     Returns:
         A sentence naming the first layer where the C-simulation differs from Keras and the first where the fast
         engine differs from the C-simulation (or why the trace could not be made).
     """
-    from board.csim_reference import CSimTracer, build_traced_library, first_divergence
+    from board.csim_runner import CSimTracer, build_traced_library, first_divergence
 
     try:
         graph = json.loads(Path(firmware_graph["graph"]).read_text())
@@ -241,7 +241,7 @@ def build_bundle(
         hls_dir, board=settings.board, model_id=model_id, input_bits=in_bits, output_bits=out_bits,
         clock_mhz=settings.clock_mhz, project_name=PROJECT_NAME, length_width_bits=DMA_LENGTH_WIDTH_BITS,
     )  # fmt: skip
-    firmware_graph = write_firmware_graph(hls_model, staging / "firmware")  # for board.fast_emulator
+    firmware_graph = write_firmware_graph(hls_model, staging / "firmware")  # for board.fast_engine
     times["convert"] = time.perf_counter() - t
     # ESTIMATED resources of the accelerator before any synthesis, recorded as such in the manifest.
     estimate = estimate_design(
@@ -261,7 +261,7 @@ def build_bundle(
     x_gate = preprocess(gate.images)
     raw_gate = FixedPoint.parse(INPUT_FIXED_POINT).encode(x_gate.reshape(len(gate), -1))
     # The firmware's outputs: the fast engine, first proven bit-identical to the C-simulation on a subset.
-    engine = FastEmulator.from_files(firmware_graph["graph"], firmware_graph["weights"])
+    engine = FastEngine.from_files(firmware_graph["graph"], firmware_graph["weights"])
     n_csim = min(options.csim_images, len(gate))
     log.info("gate: C-simulation vs fast engine on %d images, firmware vs Keras on %d", n_csim, len(gate))
     # Compared as exact values (float64 holds every code of the logits' type; float32 would round wide ones).

@@ -19,7 +19,7 @@ A mismatch raises :class:`FirmwareGraphError`: a graph that disagrees with the C
 wrong, which is worse than no graph. Layers the engine does not implement are recorded with ``op: null`` and the
 engine refuses the bundle with a clear message, so an exotic model still builds.
 
-The consumer is ``board.fast_emulator`` (numpy only, runs on the board).
+The consumer is ``board.fast_engine`` (numpy only, runs on the board).
 """
 
 from __future__ import annotations
@@ -552,7 +552,7 @@ def export_firmware_graph(hls_model: Any) -> dict[str, Any]:
     typedefs = read_typedefs(firmware / "defines.h")
     structs = read_config_structs(firmware / "parameters.h")
     weights_dir = firmware / "weights"
-    # Recorded as is: the fast emulator implements io_stream only and refuses other graphs.
+    # Recorded as is: the fast engine implements io_stream only and refuses other graphs.
     io_type = cfg.get_config_value("IOType")
 
     def checked(t: Any, where: str) -> dict[str, Any]:
@@ -630,7 +630,7 @@ def export_firmware_graph(hls_model: Any) -> dict[str, Any]:
         try:
             _export_weights(layer, entry, op, function_cpp, config, structs, weights_dir, arrays, checked)
         except UnsupportedLayer as exc:
-            # Still a valid bundle: the fast emulator refuses it, naming this reason.
+            # Still a valid bundle: the fast engine refuses it, naming this reason.
             entry["op"], entry["unsupported"] = None, str(exc)
         layers.append(entry)
 
@@ -699,7 +699,7 @@ def write_firmware_graph(hls_model: Any, out_dir: str | Path) -> dict[str, str]:
         ``{"graph": path, "weights": path}`` of the two files.
 
     A model the export does not understand (an unexpected error, not a disagreement with the C++) still builds:
-    the graph then records the error, and the fast emulator refuses the bundle with it.
+    the graph then records the error, and the fast engine refuses the bundle with it.
 
     Raises:
         FirmwareGraphError: see :func:`export_firmware_graph`.
@@ -711,7 +711,7 @@ def write_firmware_graph(hls_model: Any, out_dir: str | Path) -> dict[str, str]:
     except FirmwareGraphError:
         raise  # the model and its C++ disagree: no bundle
     except Exception as exc:  # noqa: BLE001 - a model this export does not understand must not stop the build
-        log.warning("firmware graph export failed (%s); the fast emulator will refuse this bundle", exc, exc_info=True)
+        log.warning("firmware graph export failed (%s); the fast engine will refuse this bundle", exc, exc_info=True)
         exported = {
             "graph": {
                 "format": GRAPH_FORMAT,

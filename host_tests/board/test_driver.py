@@ -15,7 +15,7 @@ from board_toys import N_IN, N_OUT, toy_raw  # noqa: E402
 
 from board.bundle import load_bundle  # noqa: E402
 from board.driver import Accelerator  # noqa: E402
-from board.emulation import EmulatedDevice, StallingKernel  # noqa: E402
+from board.emulated_device import EmulatedDevice, StallingKernel  # noqa: E402
 from board.errors import BoardError, BundleError, DmaError, DmaTimeoutError, InputError  # noqa: E402
 
 LENGTH_REGS = {0x4040_0028: "MM2S", 0x4040_0058: "S2MM"}

@@ -21,7 +21,7 @@ from board_toys import ROOT  # noqa: E402
 from board.bundle import MANIFEST, load_bundle, read_manifest  # noqa: E402
 from board.cifar10 import load_split  # noqa: E402
 from board.driver import Accelerator  # noqa: E402
-from board.emulation import CSimKernel  # noqa: E402
+from board.emulated_device import CSimKernel  # noqa: E402
 from board.fixed_point import FixedPoint  # noqa: E402
 from board.preprocess import Preprocessing  # noqa: E402
 

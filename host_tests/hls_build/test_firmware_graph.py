@@ -1,4 +1,4 @@
-"""The firmware graph a bundle carries for ``board.fast_emulator``: layer order, weight layout, types."""
+"""The firmware graph a bundle carries for ``board.fast_engine``: layer order, weight layout, types."""
 
 from __future__ import annotations
 

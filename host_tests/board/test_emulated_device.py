@@ -1,4 +1,4 @@
-"""board.emulation: the emulated AXI DMA driven by the real, unmodified ``pynq.lib.dma.DMA``."""
+"""board.emulated_device: the emulated AXI DMA driven by the real, unmodified ``pynq.lib.dma.DMA``."""
 
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ from board_toys import N_IN, N_OUT, toy_raw  # noqa: E402
 from pynq.buffer import PynqBuffer  # noqa: E402
 from pynq.lib.dma import DMA, _SDMAChannel  # noqa: E402
 
-from board.emulation import CSimKernel, EmulatedDevice, FunctionKernel, StallingKernel  # noqa: E402
+from board.emulated_device import CSimKernel, EmulatedDevice, FunctionKernel, StallingKernel  # noqa: E402
 from board.errors import BundleError  # noqa: E402
 from board.fixed_point import FixedPoint  # noqa: E402
 

@@ -8,7 +8,7 @@ Runs in the board environment (numpy, pynq; no TensorFlow, no hls4ml). The bundl
 * ``resnet20``: ``build/test-overlays-r20/pynq-z2/resnet20_q8_3`` when someone built it (slow tests only).
 
 When outputs differ, the failure names the first diverging layer, found by tracing every layer of a recompiled
-C-simulation (``board.csim_reference``) and of the engine on the first differing image.
+C-simulation (``board.csim_runner``) and of the engine on the first differing image.
 """
 
 from __future__ import annotations
@@ -20,9 +20,9 @@ import numpy as np
 import pytest
 
 from board.bundle import load_bundle
-from board.csim_reference import CSimRunner, CSimTracer, first_divergence
+from board.csim_runner import CSimRunner, CSimTracer, first_divergence
 from board.errors import BundleError, InputError
-from board.fast_emulator import FastEmulator, FxType, cast_raw
+from board.fast_engine import FastEngine, FxType, cast_raw
 from board.fixed_point import FixedPoint, Rounding, Saturation
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -40,17 +40,17 @@ def _candidates(test_overlays: Path) -> dict[str, tuple[Path, Path | None]]:
     }
 
 
-def _open(name: str, test_overlays: Path) -> tuple[object, FastEmulator]:
+def _open(name: str, test_overlays: Path) -> tuple[object, FastEngine]:
     root, graph_dir = _candidates(test_overlays)[name]
     if not (root / "manifest.json").is_file():
         pytest.skip(f"no {name} bundle at {root}")
     bundle = load_bundle(root)
     try:
-        return bundle, FastEmulator.from_bundle(bundle)
+        return bundle, FastEngine.from_bundle(bundle)
     except BundleError:
         if graph_dir is None or not (graph_dir / "graph.json").is_file():
             pytest.skip(f"{root} carries no firmware graph (built before bundles had one) and none is in {graph_dir}")
-        return bundle, FastEmulator.from_bundle(bundle, graph_dir=graph_dir)
+        return bundle, FastEngine.from_bundle(bundle, graph_dir=graph_dir)
 
 
 @pytest.fixture(scope="session")
@@ -65,7 +65,7 @@ def engine(request, test_overlays):
     return request.param, *_open(request.param, test_overlays)
 
 
-def _explain(bundle, emu: FastEmulator, raw: np.ndarray) -> str:
+def _explain(bundle, emu: FastEngine, raw: np.ndarray) -> str:
     """Name the first diverging layer on these images (recompiles the C-simulation with traces)."""
     try:
         tracer = CSimTracer.from_bundle(bundle, emu.graph, TRACE_BUILD)
@@ -75,7 +75,7 @@ def _explain(bundle, emu: FastEmulator, raw: np.ndarray) -> str:
     return str(div) if div else "every layer agrees on the first differing image (the AXI output cast differs)"
 
 
-def _assert_identical(bundle, emu: FastEmulator, raw: np.ndarray, processes: int) -> None:
+def _assert_identical(bundle, emu: FastEngine, raw: np.ndarray, processes: int) -> None:
     fast = emu.predict_raw(raw)
     with CSimRunner.from_bundle(bundle, processes=processes) as csim:
         ref = csim.run(raw)
@@ -117,7 +117,7 @@ def test_first_divergence_names_the_layer_with_a_changed_weight(engine, test_ima
     conv = [la for la in emu.graph["layers"] if la["op"] == "conv2d"][1]
     arrays = {k: v.copy() for k, v in _arrays(emu).items()}
     arrays[conv["weights"]["weight"]["key"]][0, :] += 1  # one more LSB on every filter's first tap
-    broken = FastEmulator(emu.graph, arrays)
+    broken = FastEngine(emu.graph, arrays)
     raw = test_images[:4].reshape(4, -1)
     div = first_divergence(emu.trace(raw), broken.trace(raw), emu.layers)
     assert div is not None and div.layer == conv["outputs"][0]["name"]
@@ -154,11 +154,11 @@ def test_chunks_and_threads_do_not_change_results(engine, test_images):
     _, _, emu = engine
     raw = test_images[:20].reshape(20, -1)
     ref = emu.predict_raw(raw)
-    other = FastEmulator(emu.graph, _arrays(emu), emu.in_dtype, emu.out_dtype, chunk=3, threads=2)
+    other = FastEngine(emu.graph, _arrays(emu), emu.in_dtype, emu.out_dtype, chunk=3, threads=2)
     np.testing.assert_array_equal(other.predict_raw(raw), ref)
 
 
-def _arrays(emu: FastEmulator) -> dict[str, np.ndarray]:
+def _arrays(emu: FastEngine) -> dict[str, np.ndarray]:
     b = emu.bundle
     path = b.path(b.manifest.hls["firmware_weights"]) if "firmware_weights" in b.manifest.hls else None
     if path is None or not path.is_file():
@@ -168,7 +168,7 @@ def _arrays(emu: FastEmulator) -> dict[str, np.ndarray]:
 
 
 def test_is_a_kernel_of_the_emulated_device(engine):
-    from board.emulation import Kernel
+    from board.emulated_device import Kernel
 
     _, bundle, emu = engine
     assert isinstance(emu, Kernel)
@@ -188,7 +188,7 @@ def test_bad_raw_input_is_refused(engine):
 def test_bundle_without_graph_says_to_rebuild(make_bundle):
     root = make_bundle("nograph")
     with pytest.raises(BundleError, match="Rebuild it"):
-        FastEmulator.from_bundle(root)
+        FastEngine.from_bundle(root)
 
 
 def test_csim_runner_processes_agree_with_in_process(engine, test_images):
@@ -232,7 +232,7 @@ def test_cast_agrees_with_the_float_codec(rounding, saturation):
 def test_runs_behind_the_emulated_dma(engine, test_images):
     """The engine as the emulated device's kernel: the real pynq DMA driver path gives the same raw codes."""
     from board.driver import Accelerator
-    from board.emulation import EmulatedDevice
+    from board.emulated_device import EmulatedDevice
 
     _, bundle, emu = engine
     device = EmulatedDevice.from_bundle(bundle, kernel=emu)
@@ -250,10 +250,10 @@ def test_unsupported_layer_is_refused_by_name(engine):
     graph = {**emu.graph, "layers": [dict(la) for la in emu.graph["layers"]]}
     graph["layers"][3].update(op=None, unsupported="matrix-multiply kernel 'DenseMystery' is not known")
     with pytest.raises(BundleError, match=rf"{graph['layers'][3]['name']}.*DenseMystery"):
-        FastEmulator(graph, _arrays(emu))
+        FastEngine(graph, _arrays(emu))
 
 
 def test_graph_that_failed_to_export_is_refused_with_the_reason():
     graph = {"format": "hls4ml-firmware-graph", "version": 1, "error": "KeyError: 'n_filt'", "layers": []}
     with pytest.raises(BundleError, match="could not be exported.*n_filt"):
-        FastEmulator(graph, {})
+        FastEngine(graph, {})

@@ -1,4 +1,4 @@
-"""board.reference.OnnxReference: same preprocessing as the accelerator; clear errors without onnxruntime."""
+"""board.onnx_reference.OnnxReference: same preprocessing as the accelerator; clear errors without onnxruntime."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ from board_toys import toy_raw, toy_weights
 
 from board.bundle import load_bundle
 from board.errors import BundleError, InputError, ToolMissingError
-from board.reference import OnnxReference
+from board.onnx_reference import OnnxReference
 
 
 @pytest.fixture

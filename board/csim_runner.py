@@ -1,6 +1,6 @@
 """The hls4ml C-simulation as the reference engine: raw codes in and out, several processes, layer-by-layer traces.
 
-Three tools to check :mod:`board.fast_emulator` against the firmware's own C++ (numpy, ctypes and a C++ compiler
+Three tools to check :mod:`board.fast_engine` against the firmware's own C++ (numpy, ctypes and a C++ compiler
 only, so they run in the board environment too):
 
 * :class:`CSimRunner` runs a bundle's compiled C-simulation on raw stream codes, the same contract as the fast
@@ -47,7 +47,7 @@ __all__ = [
 
 # ------------------------------------------------------------------------------------------------ plain C-sim
 class _Worker:
-    """One worker process (``python -m board.csim_reference worker ...``) that runs the library on request.
+    """One worker process (``python -m board.csim_runner worker ...``) that runs the library on request.
 
     Not ``multiprocessing``: its spawn mode re-imports the caller's ``__main__`` in every worker (a script without
     a main guard would start workers recursively), and fork copies whatever threads and locks the caller holds.
@@ -59,7 +59,7 @@ class _Worker:
         env = dict(os.environ)
         env["PYTHONPATH"] = root + (os.pathsep + env["PYTHONPATH"] if env.get("PYTHONPATH") else "")
         env["OPENBLAS_NUM_THREADS"] = "1"  # the worker does no linear algebra
-        cmd = [sys.executable, "-m", "board.csim_reference", "worker", library, entry, str(n_in), str(n_out)]
+        cmd = [sys.executable, "-m", "board.csim_runner", "worker", library, entry, str(n_in), str(n_out)]
         self.proc = subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE, env=env)
         self.n_out = n_out
 
@@ -498,7 +498,7 @@ def first_divergence(
 
     Args:
         reference: e.g. :meth:`CSimTracer.trace` — name -> values ``(N, *shape)``.
-        candidate: e.g. ``FastEmulator.trace`` on the same raw inputs.
+        candidate: e.g. ``FastEngine.trace`` on the same raw inputs.
         order: tensor names in firmware order (default: the reference's order); names missing on either side
             are skipped.
 
@@ -540,4 +540,4 @@ def first_divergence(
 if __name__ == "__main__":
     if len(sys.argv) == 6 and sys.argv[1] == "worker":
         raise SystemExit(_worker_main(sys.argv[2:]))
-    raise SystemExit("usage: python -m board.csim_reference worker LIBRARY ENTRY N_IN N_OUT (started by CSimRunner)")
+    raise SystemExit("usage: python -m board.csim_runner worker LIBRARY ENTRY N_IN N_OUT (started by CSimRunner)")

@@ -5,7 +5,7 @@ exact but slow (about ten images per second for a ResNet-8). This engine compute
 with numpy integer arithmetic on whole batches, from the firmware description ``hls_build.firmware_graph`` writes
 into the bundle (``firmware/graph.json`` + ``firmware/weights.npz``): no TensorFlow, no hls4ml, no compiler, so it
 runs on the board too, behind the same emulated device as the C-simulation (it has the ``Kernel`` interface of
-``board.emulation``: ``run(raw_in) -> raw_out``).
+``board.emulated_device``: ``run(raw_in) -> raw_out``).
 
 What "the same" means, layer by layer (hls4ml 1.3.0 ``nnet_utils``, ``io_stream``):
 
@@ -59,7 +59,7 @@ from board.bundle import Bundle, load_bundle
 from board.errors import BundleError, InputError
 from board.fixed_point import FixedPoint
 
-__all__ = ["DEFAULT_GRAPH", "DEFAULT_WEIGHTS", "FastEmulator", "FxType", "GRAPH_FORMAT", "cast_raw"]
+__all__ = ["DEFAULT_GRAPH", "DEFAULT_WEIGHTS", "FastEngine", "FxType", "GRAPH_FORMAT", "cast_raw"]
 
 GRAPH_FORMAT = "hls4ml-firmware-graph"
 SUPPORTED_VERSIONS = (1,)
@@ -106,9 +106,9 @@ class FxType:
         """
         kind = d.get("kind")
         if kind not in ("fixed", "int"):
-            raise BundleError(f"{where}: type {d.get('cpp')!r} ({kind}) is not supported by the fast emulator")
+            raise BundleError(f"{where}: type {d.get('cpp')!r} ({kind}) is not supported by the fast engine")
         if int(d.get("saturation_bits", 0) or 0) != 0:
-            raise BundleError(f"{where}: {d.get('cpp')}: saturation bits are not supported by the fast emulator")
+            raise BundleError(f"{where}: {d.get('cpp')}: saturation bits are not supported by the fast engine")
         t = cls(
             int(d["width"]),
             int(d["integer"]),
@@ -151,7 +151,7 @@ class FxType:
 def _check_bits(lo: int, hi: int, where: str) -> None:
     if max(abs(lo), abs(hi)) >= (1 << _MAX_BITS):
         raise BundleError(
-            f"{where}: intermediate values need more than {_MAX_BITS} bits; not supported by the fast emulator"
+            f"{where}: intermediate values need more than {_MAX_BITS} bits; not supported by the fast engine"
         )
 
 
@@ -458,7 +458,7 @@ class _MatmulStep(_Step):
         if self.accum.saturation != "AP_WRAP" and (part_lo < self.accum.lo or part_hi > self.accum.hi):
             raise BundleError(
                 f"{name}: accumulator {self.accum} may saturate, and the result of saturating accumulation depends "
-                "on the firmware's addition order, which the fast emulator does not reproduce"
+                "on the firmware's addition order, which the fast engine does not reproduce"
             )
         # The raw sum (before the accumulator's wrap) must fit the dtype it is computed in.
         self.acc_dtype = _int_dtype(min(acc_lo, int(sum_lo.min())), max(acc_hi, int(sum_hi.max())))
@@ -736,10 +736,10 @@ _BLAS = _BlasThreads()
 
 
 # ------------------------------------------------------------------------------------------------------- engine
-class FastEmulator:
+class FastEngine:
     """The bit-exact numpy engine of an overlay's firmware.
 
-    Same contract as the C-simulation kernel of ``board.emulation``: raw input stream codes in, raw output stream
+    Same contract as the C-simulation kernel of ``board.emulated_device``: raw input stream codes in, raw output stream
     codes out (``run`` / :meth:`predict_raw`). Thread-safe (no state between calls).
 
     Args:
@@ -780,7 +780,7 @@ class FastEmulator:
             if la.get("op") is None
         ]
         if unsupported:
-            raise BundleError(f"the fast emulator does not implement these layers: {', '.join(unsupported)}")
+            raise BundleError(f"the fast engine does not implement these layers: {', '.join(unsupported)}")
         self.graph = graph
         self.bundle: Bundle | None = None
         #: The manifest's preprocessing (pixel -> model input); the default is CIFAR-10's pixel / 256.
@@ -802,7 +802,7 @@ class FastEmulator:
     @classmethod
     def from_files(
         cls, graph_path: str | os.PathLike, weights_path: str | os.PathLike | None = None, **kwargs: Any
-    ) -> FastEmulator:
+    ) -> FastEngine:
         """Load ``graph.json`` and its ``weights.npz`` (default: the file the graph names, beside it).
 
         Raises:
@@ -826,14 +826,14 @@ class FastEmulator:
     @classmethod
     def from_bundle(
         cls, bundle: Bundle | str | os.PathLike, graph_dir: str | os.PathLike | None = None, **kwargs: Any
-    ) -> FastEmulator:
+    ) -> FastEngine:
         """The engine of a bundle, from the firmware graph its manifest names.
 
         Args:
             bundle: a loaded :class:`board.bundle.Bundle` or its folder (verified on load).
             graph_dir: a folder holding ``graph.json`` and ``weights.npz`` for a bundle built before bundles carried
                 them (``python -m hls_build.firmware_graph <bundle> --out DIR`` writes one); default: the bundle's.
-            **kwargs: see :class:`FastEmulator` (``chunk``, ``threads``).
+            **kwargs: see :class:`FastEngine` (``chunk``, ``threads``).
 
         Raises:
             BundleError: the bundle has no firmware graph (rebuild it), the graph does not match the manifest's
@@ -850,7 +850,7 @@ class FastEmulator:
         if not graph_path.is_file() or not weights_path.is_file():
             raise BundleError(
                 f"{bundle.root}: the bundle has no firmware graph ({graph_path.name}, {weights_path.name}), which the "
-                f"fast emulator needs; it was built before bundles carried one. Rebuild it "
+                f"fast engine needs; it was built before bundles carried one. Rebuild it "
                 f"(python -m hls_build bundle --model-dir <training folder>), or write one beside it with "
                 f"python -m hls_build.firmware_graph {bundle.root} --out <dir> and pass graph_dir=<dir>"
             )
@@ -923,7 +923,7 @@ class FastEmulator:
                     step = _GlobalPoolStep(layer, ins[0])
                     specs[step.outputs[0]] = step.spec
                 else:
-                    raise BundleError(f"{name}: layer op {op!r} is not supported by the fast emulator")
+                    raise BundleError(f"{name}: layer op {op!r} is not supported by the fast engine")
                 steps.append(step)
             self.layer_outputs.extend(o["name"] for o in layer["outputs"])
         outs = graph["outputs"]
