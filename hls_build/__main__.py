@@ -202,6 +202,11 @@ def _add_estimate_parsers(sub: argparse._SubParsersAction) -> None:
         src.add_argument("--model", help="a registered model name, untrained (e.g. resnet20); with --quant")
         if bundle:
             src.add_argument("--bundle", help="overlay bundle folder: read its hls/ firmware (no hls4ml needed)")
+            src.add_argument(
+                "--hls-project",
+                help="any hls4ml io_stream project folder (hls4ml 0.8-1.3 firmware): calibrated estimate, no hls4ml",
+            )
+            p.add_argument("--part", default=None, help="with --hls-project: FPGA part (default: the project's)")
         p.add_argument("--quant", default="<8,3>", help="fixed-point spec for --model (default <8,3>)")
         p.add_argument(
             "--board", default=None, help="board to compare with (default pynq-z2, or the bundle's; estimate: 'all')"
@@ -240,11 +245,13 @@ def _add_estimate_parsers(sub: argparse._SubParsersAction) -> None:
     pl.add_argument("--margin", type=float, default=0.1, help="headroom kept on every resource (default 0.1)")
     c = sub.add_parser(
         "calibrate",
-        help="rebuild the published designs of hls_build/calibration.json and recompute the estimate's error",
+        help="re-read the published designs of hls_build/calibration_designs, fit, print in-sample and "
+        "leave-one-out errors (no hls4ml needed)",
         epilog=epilog,
     )
-    c.add_argument("--write", action="store_true", help="write the refitted coefficients and errors back")
-    c.add_argument("--work-dir", default=None)
+    c.add_argument("--write", action="store_true", help="write the fit to hls_build/calibration_fit.json")
+    c.add_argument("--json", default=None, help="also write the whole result as JSON to this file")
+    c.add_argument("--rebuild", default=None, help="first rewrite a 'rebuilt' design's firmware (needs hls4ml)")
 
 
 def _estimate_commands(args: argparse.Namespace) -> int:
@@ -254,10 +261,13 @@ def _estimate_commands(args: argparse.Namespace) -> int:
 
     from hls_build import estimate as est_mod
 
-    if args.command == "calibrate":
-        data = est_mod.calibrate(work_dir=args.work_dir, write=args.write)
-        print(json.dumps({"coefficients": data["model"]["coefficients"], "errors": data["errors"]}, indent=1))
-        return 0
+    if args.command == "calibrate" or getattr(args, "hls_project", None):
+        from board.cli import run
+        from hls_build import calibration_fit
+
+        if args.command == "calibrate":
+            return run(lambda: calibration_fit.run_calibrate_cli(args.json, args.write, args.rebuild))
+        return run(lambda: calibration_fit.run_estimate_cli(args.hls_project, args.part, args.hls_tool, args.json))
     from hls_build.boards import board_spec
 
     try:

@@ -1,0 +1,524 @@
+"""Calibrate the pre-synthesis ESTIMATE on every public hls4ml synthesis result in ``hls_build/calibration_designs/``.
+
+Each design folder holds what the estimate reads (the firmware headers and config files of an hls4ml project, no
+weights), the reports its authors committed (HLS ``*_csynth.rpt``; Vivado ``report_utilization`` after synthesis
+where published; C/RTL co-simulation where published) and ``design.json``: the repository, commit and paths every
+file was copied from, where the firmware came from, and the HLS tool. Every reported figure is read from those
+files by :func:`reported`; none is typed in.
+
+The fit (:func:`calibrate`):
+
+* **LUT, FF (csynth)**: the estimate's bit-level operator counts are split into multiply-accumulate logic (``mac``)
+  and the rest (``other`` + ``storage``); the csynth figure is modelled as ``a * mac + b * rest`` with ``a, b >= 0``
+  fitted by least squares on the *relative* error over all designs. The leave-one-out (LOO) estimate of a design is
+  the same fit without it.
+* **Post-synthesis**: Vivado's synthesized LUT/FF/BRAM/DSP over the csynth figure, per resource, from every
+  published pair (geometric mean); the post-synthesis prediction is the csynth prediction times that ratio.
+* **BRAM_18K, DSP, interval**: the binding rules and cycle model of :mod:`hls_build.estimate`, no fitted factor;
+  their errors are reported as they are.
+
+Error band of a resource: the 90th percentile of the LOO |error| over the designs (the median is reported too).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+import shutil
+import tempfile
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from hls_build.boards import RESOURCE_NAMES
+from hls_build.hls_project import DESIGNS_DIR, HlsProjectError, read_project
+
+FIT_FILE = Path(__file__).with_name("calibration_fit.json")
+FIT_RESOURCES = ("LUT", "FF")
+CHECK_RESOURCES = ("BRAM_18K", "DSP", "FF", "LUT")
+
+
+class CalibrationError(HlsProjectError):
+    """A calibration design or its reports are missing or unreadable."""
+
+
+# ------------------------------------------------------------------------------------------------------ reports
+def _table_row(text: str, section: str, row: str) -> list[str] | None:
+    """Cells of the first ``|row ...|`` line after ``section`` (HLS text reports)."""
+    start = text.find(section)
+    if start < 0:
+        return None
+    m = re.search(rf"^\|{re.escape(row)}\s*\|(.*)$", text[start:], re.MULTILINE)
+    return [c.strip() for c in m.group(1).split("|")] if m else None
+
+
+def _cell_int(cell: str) -> int:
+    cell = cell.strip().rstrip("~").strip()
+    return int(cell) if re.fullmatch(r"\d+", cell) else 0
+
+
+def parse_csynth_rpt(text: str) -> dict[str, Any]:
+    """The top-level figures of an HLS ``<top>_csynth.rpt`` (Vivado HLS 2019-2020, Vitis HLS 2020-2024).
+
+    Returns:
+        ``tool`` (``Vivado HLS``/``Vitis HLS``), ``version``, ``part``, ``clock_ns``, ``totals`` and ``available``
+        (``BRAM_18K``, ``DSP``, ``FF``, ``LUT``, ``URAM``), ``fifo`` (the FIFO row), ``latency_cycles``,
+        ``interval_cycles`` (max of the summary).
+
+    Raises:
+        CalibrationError: the utilization summary is not found.
+    """
+    out: dict[str, Any] = {}
+    m = re.search(r"==\s+(Vivado HLS|Vitis HLS) Report for '(\w+)'", text)
+    out["tool"], out["top"] = (m.group(1), m.group(2)) if m else (None, None)
+    for key, pat in (("version", r"\* Version:\s+(\S+)"), ("part", r"\* Target device:\s+(\S+)")):
+        m = re.search(pat, text)
+        out[key] = m.group(1) if m else None
+    m = re.search(r"\|ap_clk\s*\|\s*([\d.]+)\s*ns", text)
+    out["clock_ns"] = float(m.group(1)) if m else None
+    header = re.search(r"== Utilization Estimates.*?\n\|\s*Name\s*\|(.*?)\|\s*\n", text, re.DOTALL)
+    if not header:
+        raise CalibrationError("csynth report: no 'Utilization Estimates' summary")
+    cols = [c.strip().replace("DSP48E", "DSP") for c in header.group(1).split("|")]
+    sec = text[header.start() :]
+
+    def row(name: str) -> dict[str, int] | None:
+        cells = _table_row(sec, "", name)
+        if cells is None:
+            return None
+        return {c: _cell_int(v) for c, v in zip(cols, cells) if c in RESOURCE_NAMES}
+
+    out["totals"] = row("Total")
+    out["available"] = row("Available")
+    out["fifo"] = row("FIFO")
+    if out["totals"] is None:
+        raise CalibrationError("csynth report: no Total row in the utilization summary")
+    lat = re.search(r"\+ Latency:.*?\n\s*\|\s*([\d?]+)\|\s*([\d?]+)\|[^|]*\|[^|]*\|\s*([\d?]+)\|\s*([\d?]+)\|", text,
+                    re.DOTALL)  # fmt: skip
+    if lat:
+        vals = [int(v) if v.isdigit() else None for v in lat.groups()]
+        out["latency_cycles"], out["interval_cycles"] = vals[1], vals[3]
+    return out
+
+
+def parse_cosim_rpt(text: str) -> dict[str, Any] | None:
+    """Latency and interval (max) of the Verilog row of a ``<top>_cosim.rpt``; None without a passing row."""
+    m = re.search(r"\|\s*Verilog\|\s*Pass\|\s*(\d+)\|\s*(\d+)\|\s*(\d+)\|\s*(\d+)\|\s*(\d+)\|\s*(\d+)\|", text)
+    if not m:
+        return None
+    v = [int(x) for x in m.groups()]
+    return {"latency_cycles": v[2], "interval_cycles": v[5]}
+
+
+# ------------------------------------------------------------------------------------------------------ designs
+@dataclass
+class CalibrationDesign:
+    """One published design of the calibration set.
+
+    Attributes:
+        name: folder name.
+        folder: the design folder.
+        meta: ``design.json``.
+        has_firmware: whether the folder holds a readable hls4ml project (else: reports only, for the
+            csynth -> post-synthesis ratios).
+    """
+
+    name: str
+    folder: Path
+    meta: dict[str, Any]
+    has_firmware: bool = field(default=False)
+
+    @property
+    def part(self) -> str | None:
+        """The part of its csynth report."""
+        rep = reported(self).get("csynth") or {}
+        return rep.get("part")
+
+    @property
+    def source(self) -> dict[str, Any]:
+        """Repository, commit and paths."""
+        return self.meta["source"]
+
+
+def load_designs(folder: str | Path | None = None) -> list[CalibrationDesign]:
+    """Every design folder (with a ``design.json``) under ``folder``, sorted by name."""
+    folder = Path(folder) if folder is not None else DESIGNS_DIR
+    out = []
+    for meta_path in sorted(folder.glob("*/design.json")):
+        meta = json.loads(meta_path.read_text())
+        d = meta_path.parent
+        out.append(CalibrationDesign(meta["name"], d, meta, (d / "firmware" / "parameters.h").is_file()))
+    return out
+
+
+def reported(design: CalibrationDesign) -> dict[str, Any]:
+    """The published figures of a design, read from its committed reports."""
+    reps = design.meta.get("reports", {})
+    out: dict[str, Any] = {}
+    if "csynth" in reps:
+        out["csynth"] = parse_csynth_rpt((design.folder / reps["csynth"]).read_text(errors="replace"))
+    if "synth" in reps:
+        from hls_build.reports import parse_utilization_report
+
+        util = parse_utilization_report(design.folder / reps["synth"])
+        out["synth"] = {**{r: util.used.get(r) for r in RESOURCE_NAMES}, "device": util.device,
+                        "tool_version": util.tool_version, "design_state": util.design_state}  # fmt: skip
+    if "cosim" in reps:
+        out["cosim"] = parse_cosim_rpt((design.folder / reps["cosim"]).read_text(errors="replace"))
+    return out
+
+
+def csynth_available(design: CalibrationDesign) -> dict[str, int] | None:
+    """The part's resources as the csynth report's ``Available`` row states them."""
+    rep = reported(design).get("csynth") or {}
+    return rep.get("available")
+
+
+# -------------------------------------------------------------------------------------------------- raw features
+def raw_estimate(design: CalibrationDesign) -> dict[str, Any]:
+    """The estimate of a design before the fitted factors: LUT/FF parts, BRAM, DSP, interval, per layer."""
+    from hls_build import estimate as est
+
+    graph, _ = read_project(design.folder, part=design.part, hls_tool=design.meta.get("hls_tool"))
+    k = replace(est.load_coefficients(), lut_scale=1.0, ff_scale=1.0)
+    e = est.estimate_design(graph, None, coefficients=k, check=False)
+    return {
+        "LUT": dict(e.parts["LUT"]),
+        "FF": dict(e.parts["FF"]),
+        "BRAM_18K": e.totals["BRAM_18K"],
+        "DSP": e.totals["DSP"],
+        "URAM": e.totals["URAM"],
+        "interval_cycles": e.interval_cycles,
+        "latency_cycles": e.latency_cycles,
+    }
+
+
+def _predict(parts: dict[str, float], coef: tuple[float, float]) -> float:
+    return coef[0] * parts["mac"] + coef[1] * (parts["other"] + parts["storage"])
+
+
+def fit_logic(rows: list[tuple[dict[str, float], float]]) -> tuple[float, float]:
+    """``(a, b) >= 0`` minimizing ``sum(((a*mac + b*rest) / target - 1)^2)``."""
+    from scipy.optimize import nnls
+
+    a = np.array([[p["mac"] / t, (p["other"] + p["storage"]) / t] for p, t in rows], dtype=float)
+    coef, _ = nnls(a, np.ones(len(rows)))
+    return float(coef[0]), float(coef[1])
+
+
+def _pct(pred: float | None, ref: float | None) -> float | None:
+    if pred is None or not ref:
+        return None
+    return round(100.0 * (pred - ref) / ref, 1)
+
+
+def _stats(errors: list[float]) -> dict[str, Any]:
+    vals = sorted(abs(e) for e in errors if e is not None)
+    if not vals:
+        return {"n": 0, "median_abs_pct": None, "p90_abs_pct": None, "max_abs_pct": None}
+    return {"n": len(vals), "median_abs_pct": round(float(np.median(vals)), 1),
+            "p90_abs_pct": round(float(np.percentile(vals, 90)), 1), "max_abs_pct": round(vals[-1], 1)}  # fmt: skip
+
+
+def post_synthesis_ratios(designs: list[CalibrationDesign], leave_out: str | None = None) -> dict[str, Any]:
+    """Synthesized / csynth per resource from every design that publishes both (geometric mean), and the pairs."""
+    pairs: dict[str, list[float]] = {r: [] for r in CHECK_RESOURCES}
+    names = []
+    for d in designs:
+        if d.name == leave_out:
+            continue
+        rep = reported(d)
+        if "synth" not in rep or "csynth" not in rep:
+            continue
+        names.append(d.name)
+        for r in CHECK_RESOURCES:
+            c, s = rep["csynth"]["totals"].get(r), rep["synth"].get(r)
+            if c and s is not None:
+                pairs[r].append(s / c)
+    ratios = {r: (round(float(math.exp(np.mean(np.log(v)))), 3) if v else None) for r, v in pairs.items()}
+    return {"ratios": ratios, "pairs": {r: [round(x, 3) for x in v] for r, v in pairs.items()}, "designs": names}
+
+
+def calibrate(folder: str | Path | None = None) -> dict[str, Any]:
+    """Re-read every design, fit, and compute in-sample and leave-one-out errors (see the module docstring).
+
+    Returns:
+        ``{"designs": [{"name", "source", "part", "firmware_origin", "reported", "estimated", "held_out_estimate",
+        "error_pct", "held_out_error_pct"}, ...], "coefficients", "post_synthesis", "summary", "band_pct"}``.
+    """
+    designs = load_designs(folder)
+    est_designs = [d for d in designs if d.has_firmware]
+    if not est_designs:
+        raise CalibrationError(f"no calibration design with firmware under {folder or DESIGNS_DIR}")
+    raw = {d.name: raw_estimate(d) for d in est_designs}
+    rep = {d.name: reported(d) for d in designs}
+
+    def rows(res: str, skip: str | None = None) -> list[tuple[dict[str, float], float]]:
+        return [(raw[d.name][res], rep[d.name]["csynth"]["totals"][res]) for d in est_designs if d.name != skip]
+
+    coef = {res: fit_logic(rows(res)) for res in FIT_RESOURCES}
+    ratios_all = post_synthesis_ratios(designs)
+
+    def prediction(name: str, c: dict[str, tuple[float, float]], ratios: dict[str, float | None]) -> dict[str, Any]:
+        r = raw[name]
+        csynth = {res: round(_predict(r[res], c[res])) for res in FIT_RESOURCES}
+        csynth.update({res: r[res] for res in ("BRAM_18K", "DSP", "URAM")})
+        synth = {res: (round(csynth[res] * ratios[res]) if ratios.get(res) else None) for res in CHECK_RESOURCES}
+        return {"csynth": csynth, "synth": synth, "interval_cycles": r["interval_cycles"],
+                "latency_cycles": r["latency_cycles"]}  # fmt: skip
+
+    out_designs = []
+    errs: dict[str, dict[str, list[float]]] = {k: {r: [] for r in CHECK_RESOURCES} for k in ("in", "loo", "synth")}
+    interval_errs: list[float] = []
+    for d in est_designs:
+        c_loo = {res: fit_logic(rows(res, skip=d.name)) for res in FIT_RESOURCES}
+        ratios_loo = post_synthesis_ratios(designs, leave_out=d.name)["ratios"]
+        inside = prediction(d.name, coef, ratios_all["ratios"])
+        held = prediction(d.name, c_loo, ratios_loo)
+        csyn = rep[d.name]["csynth"]
+        independent = d.meta.get("independent", {})
+        e_in = {r: _pct(inside["csynth"][r], csyn["totals"][r]) for r in CHECK_RESOURCES}
+        e_loo = {r: _pct(held["csynth"][r], csyn["totals"][r]) for r in CHECK_RESOURCES}
+        e_syn = {}
+        if "synth" in rep[d.name]:
+            e_syn = {r: _pct(held["synth"][r], rep[d.name]["synth"][r]) for r in CHECK_RESOURCES}
+        for r in CHECK_RESOURCES:
+            if independent.get(r, True):
+                errs["in"][r].append(e_in[r])
+                errs["loo"][r].append(e_loo[r])
+                if e_syn.get(r) is not None:
+                    errs["synth"][r].append(e_syn[r])
+        e_int = _pct(inside["interval_cycles"], csyn.get("interval_cycles"))
+        if e_int is not None:
+            interval_errs.append(e_int)
+        out_designs.append({
+            "name": d.name,
+            "title": d.meta.get("title"),
+            "source": {**d.source, "files": d.meta.get("files", {})},
+            "part": d.part,
+            "hls_tool": f"{csyn.get('tool')} {csyn.get('version')}",
+            "firmware_origin": d.meta.get("firmware_origin"),
+            "reported": {k: v for k, v in rep[d.name].items()},
+            "estimated": inside,
+            "held_out_estimate": held,
+            "error_pct": {"csynth": e_in, "interval_cycles": e_int},
+            "held_out_error_pct": {"csynth": e_loo, "synth": e_syn or None},
+            "not_independent": sorted(r for r, v in independent.items() if not v),
+        })  # fmt: skip
+    summary = {
+        "csynth_in_sample": {r: _stats(errs["in"][r]) for r in CHECK_RESOURCES},
+        "csynth_leave_one_out": {r: _stats(errs["loo"][r]) for r in CHECK_RESOURCES},
+        "synth_leave_one_out": {r: _stats(errs["synth"][r]) for r in CHECK_RESOURCES},
+        "interval_cycles": _stats(interval_errs),
+    }
+    band = {r: summary["csynth_leave_one_out"][r]["p90_abs_pct"] for r in CHECK_RESOURCES}
+    return {
+        "format": "hls_build-calibration-fit",
+        "about": "ESTIMATE calibration on published hls4ml designs (hls_build/calibration_designs); "
+        "refresh with `python -m hls_build calibrate --write`. Errors in percent, positive = estimate too high.",
+        "coefficients": {res: {"mac": round(coef[res][0], 4), "rest": round(coef[res][1], 4)} for res in FIT_RESOURCES},
+        "post_synthesis": ratios_all,
+        "summary": summary,
+        "band_pct": band,
+        "designs": out_designs,
+        "reports_only": [d.name for d in designs if not d.has_firmware],
+    }
+
+
+def load_fit(path: str | Path | None = None) -> dict[str, Any] | None:
+    """The committed fit (``calibration_fit.json``), or None when there is none."""
+    path = Path(path) if path is not None else FIT_FILE
+    return json.loads(path.read_text()) if path.is_file() else None
+
+
+def format_summary(fit: dict[str, Any]) -> str:
+    """The calibration as a short text table (per design LOO errors, then median / p90 per resource)."""
+    lines = [f"CALIBRATION of the ESTIMATE on {len(fit['designs'])} published hls4ml designs "
+             f"(+{len(fit['reports_only'])} report-only pairs for csynth -> post-synthesis)"]  # fmt: skip
+    head = f"{'design':24s} {'part':22s} " + " ".join(f"{r + ' csyn/LOO %':>20s}" for r in CHECK_RESOURCES)
+    lines.append(head)
+    for d in fit["designs"]:
+        cells = []
+        for r in CHECK_RESOURCES:
+            rep = d["reported"]["csynth"]["totals"][r]
+            e = d["held_out_error_pct"]["csynth"][r]
+            mark = "*" if r in d["not_independent"] else ""
+            cells.append(f"{rep:>10d} {('-' if e is None else f'{e:+.0f}') + mark:>9s}")
+        lines.append(f"{d['name']:24s} {str(d['part']):22s} " + " ".join(cells))
+    s = fit["summary"]
+    for key, label in (("csynth_in_sample", "csynth in-sample"), ("csynth_leave_one_out", "csynth leave-one-out"),
+                       ("synth_leave_one_out", "post-synthesis LOO")):  # fmt: skip
+        lines.append(
+            f"{label:24s} |error| median / p90 (n): "
+            + "; ".join(f"{r} {v['median_abs_pct']} / {v['p90_abs_pct']} ({v['n']})" for r, v in s[key].items())
+        )
+    iv = s["interval_cycles"]
+    lines.append(
+        f"interval vs csynth: |error| median {iv['median_abs_pct']} %, p90 {iv['p90_abs_pct']} % (n={iv['n']})"
+    )
+    ps = fit["post_synthesis"]
+    lines.append(f"post-synthesis / csynth (geometric mean of {len(ps['designs'])} pairs): {ps['ratios']}")
+    lines.append("* = not an independent check for that design (see its design.json)")
+    return "\n".join(lines)
+
+
+def rebuild_firmware(design: CalibrationDesign, work_dir: str | Path | None = None) -> list[str]:
+    """Write ``firmware/`` of a 'rebuilt' design from its description (needs TensorFlow and hls4ml 1.3).
+
+    Returns:
+        The files written, relative to the design folder (headers only, no weights).
+    """
+    from hls_build import estimate as est
+
+    spec = design.meta.get("rebuild")
+    if not spec:
+        raise CalibrationError(f"{design.name}: design.json has no 'rebuild' description")
+    written = []
+    with tempfile.TemporaryDirectory(dir=work_dir) as tmp:
+        est.build_calibration_graph({**spec, "id": "prj"}, tmp)
+        for rel in ("firmware/myproject.cpp", "firmware/parameters.h", "firmware/defines.h", "project.tcl",
+                    "build_prj.tcl"):  # fmt: skip
+            src = Path(tmp) / "prj" / rel
+            if src.is_file():
+                dst = design.folder / rel
+                dst.parent.mkdir(parents=True, exist_ok=True)
+                shutil.copyfile(src, dst)
+                written.append(rel)
+    return written
+
+
+# --------------------------------------------------------------------------------------------- any hls4ml project
+def estimate_hls_project(
+    path: str | Path, part: str | None = None, hls_tool: str | None = None, fit: dict[str, Any] | None = None
+) -> dict[str, Any]:
+    """The calibrated ESTIMATE of an hls4ml project folder, as the JSON ``estimate --hls-project`` writes.
+
+    ``totals`` is the csynth-level prediction (the figures an HLS report would show), ``post_synthesis`` the
+    predicted Vivado figures after synthesis (the fitted ratios), ``band_pct`` the calibration's 90th-percentile
+    leave-one-out |error| per resource, ``range`` the totals widened by that band. Per-layer LUT/FF are the
+    operator model's, scaled so that they add up to the calibrated totals.
+
+    Raises:
+        HlsProjectError: see :func:`hls_build.hls_project.read_project`.
+        CalibrationError: no committed fit (run ``python -m hls_build calibrate --write``).
+    """
+    from hls_build import estimate as est
+    from hls_build.hls_project import part_resources
+
+    fit = fit or load_fit()
+    if fit is None:
+        raise CalibrationError(f"{FIT_FILE} not found: run `python -m hls_build calibrate --write` first")
+    graph, info = read_project(path, part=part, hls_tool=hls_tool)
+    k = replace(est.load_coefficients(), lut_scale=1.0, ff_scale=1.0)
+    e = est.estimate_design(graph, None, coefficients=k, check=False)
+    totals: dict[str, Any] = {r: e.totals[r] for r in RESOURCE_NAMES}
+    for res in FIT_RESOURCES:
+        c = fit["coefficients"][res]
+        totals[res] = round(_predict(e.parts[res], (c["mac"], c["rest"])))
+    raw_sum = {res: sum(row.resources[res] for row in e.rows) + e.fifo[res] for res in FIT_RESOURCES}
+    scale = {res: (totals[res] / raw_sum[res] if raw_sum[res] else 1.0) for res in FIT_RESOURCES}
+    ratios = fit["post_synthesis"]["ratios"]
+    post = {r: (round(totals[r] * ratios[r]) if ratios.get(r) else totals[r]) for r in RESOURCE_NAMES}
+    band = fit["band_pct"]
+    used_part = graph.part
+    available = part_resources(used_part) if used_part else None
+
+    def util(values: dict[str, Any]) -> dict[str, float | None] | None:
+        if not available:
+            return None
+        return {r: (round(100.0 * values[r] / available[r], 1) if available.get(r) else None) for r in RESOURCE_NAMES}
+
+    rows = []
+    for row in e.rows:
+        res = {r: round(row.resources[r] * scale.get(r, 1.0), 1) for r in RESOURCE_NAMES}
+        rows.append({"name": row.name, "op": row.op, "label": row.label, "cycles": row.cycles, "resources": res})
+    fifo = {r: round(e.fifo[r] * scale.get(r, 1.0), 1) for r in RESOURCE_NAMES}
+    return {
+        "kind": "estimated",
+        "stage": "pre_synthesis",
+        "project": str(info.root),
+        "project_name": info.name,
+        "part": used_part,
+        "backend": info.backend,
+        "hls_tool": info.hls_tool,
+        "clock_mhz": graph.clock_mhz,
+        "totals": totals,
+        "totals_meaning": "csynth-level ESTIMATE (what the HLS report would show), calibrated on the published "
+        "designs of hls_build/calibration_designs",
+        "post_synthesis": post,
+        "band_pct": band,
+        "range": {
+            r: [
+                math.floor(totals[r] * (1 - (band.get(r) or 0) / 100)),
+                math.ceil(totals[r] * (1 + (band.get(r) or 0) / 100)),
+            ]
+            for r in RESOURCE_NAMES
+            if r in band
+        },  # fmt: skip
+        "available": available,
+        "utilization_pct": util(totals),
+        "post_synthesis_utilization_pct": util(post),
+        "interval_cycles": e.interval_cycles,
+        "latency_cycles": e.latency_cycles,
+        "bottleneck": e.bottleneck,
+        "images_per_s": round(e.images_per_s, 1),
+        "interval_error_pct": fit["summary"]["interval_cycles"],
+        "layers": rows,
+        "fifo": fifo,
+        "calibration": f"{len(fit['designs'])} designs; leave-one-out |error| p90 per resource {band}",
+    }
+
+
+def format_project_estimate(result: dict[str, Any]) -> str:
+    """The ``estimate --hls-project`` result as text."""
+    lines = [f"== ESTIMATE (pre-synthesis) of {result['project']} ({result['project_name']}), part {result['part']}, "
+             f"{result['clock_mhz']:g} MHz, {result['hls_tool']}"]  # fmt: skip
+    lines.append(f"{'layer':36s} {'cycles':>8s} " + " ".join(f"{r:>9s}" for r in RESOURCE_NAMES))
+    for row in result["layers"]:
+        lines.append(f"{(row['name'] + ' (' + row['label'] + ')')[:36]:36s} {row['cycles']:>8d} "
+                     + " ".join(f"{row['resources'][r]:>9.0f}" for r in RESOURCE_NAMES))  # fmt: skip
+    lines.append(f"{'FIFOs':36s} {'':>8s} " + " ".join(f"{result['fifo'][r]:>9.0f}" for r in RESOURCE_NAMES))
+    lines.append(f"{'Total (csynth-level)':36s} {result['interval_cycles']:>8d} "
+                 + " ".join(f"{result['totals'][r]:>9d}" for r in RESOURCE_NAMES))  # fmt: skip
+    lines.append(f"{'  +- band % (LOO p90)':36s} {'':>8s} "
+                 + " ".join(f"{result['band_pct'].get(r) or 0:>9.0f}" for r in RESOURCE_NAMES))  # fmt: skip
+    lines.append(f"{'Post-synthesis (predicted)':36s} {'':>8s} "
+                 + " ".join(f"{result['post_synthesis'][r]:>9d}" for r in RESOURCE_NAMES))  # fmt: skip
+    if result["available"]:
+        lines.append(f"{'Available':36s} {'':>8s} " + " ".join(f"{result['available'][r]:>9d}" for r in RESOURCE_NAMES))
+    iv = result["interval_error_pct"]
+    lines.append(
+        f"Interval {result['interval_cycles']} cycles (bottleneck {result['bottleneck']}), latency "
+        f"~{result['latency_cycles']} cycles, {result['images_per_s']} images/s at the clock; interval "
+        f"|error| on the calibration set: median {iv['median_abs_pct']} %, p90 {iv['p90_abs_pct']} %"
+    )
+    return "\n".join(lines)
+
+
+def run_estimate_cli(path: str, part: str | None, hls_tool: str | None, json_path: str | None) -> int:
+    """``python -m hls_build estimate --hls-project DIR``: print the estimate, optionally write its JSON."""
+    result = estimate_hls_project(path, part=part, hls_tool=hls_tool)
+    print(format_project_estimate(result))
+    if json_path:
+        Path(json_path).write_text(json.dumps(result, indent=1) + "\n")
+    return 0
+
+
+def run_calibrate_cli(json_path: str | None, write: bool, rebuild: str | None = None) -> int:
+    """``python -m hls_build calibrate``: refit, print the table, optionally write the JSON / the fit file."""
+    if rebuild:
+        designs = {d.name: d for d in load_designs()}
+        if rebuild not in designs:
+            raise CalibrationError(f"unknown calibration design {rebuild!r}; known: {', '.join(sorted(designs))}")
+        print("\n".join(rebuild_firmware(designs[rebuild])))
+    fit = calibrate()
+    print(format_summary(fit))
+    text = json.dumps(fit, indent=1) + "\n"
+    if json_path:
+        Path(json_path).write_text(text)
+    if write:
+        FIT_FILE.write_text(text)
+    return 0
