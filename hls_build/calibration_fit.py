@@ -206,7 +206,7 @@ def fit_logic(rows: list[tuple[dict[str, float], float]]) -> tuple[float, float]
 
     a = np.array([[p["mac"] / t, (p["other"] + p["storage"]) / t] for p, t in rows], dtype=float)
     coef, _ = nnls(a, np.ones(len(rows)))
-    return float(coef[0]), float(coef[1])
+    return round(float(coef[0]), 4), round(float(coef[1]), 4)  # as stored in calibration_fit.json
 
 
 def _pct(pred: float | None, ref: float | None) -> float | None:
@@ -319,7 +319,7 @@ def calibrate(folder: str | Path | None = None) -> dict[str, Any]:
         "format": "hls_build-calibration-fit",
         "about": "ESTIMATE calibration on published hls4ml designs (hls_build/calibration_designs); "
         "refresh with `python -m hls_build calibrate --write`. Errors in percent, positive = estimate too high.",
-        "coefficients": {res: {"mac": round(coef[res][0], 4), "rest": round(coef[res][1], 4)} for res in FIT_RESOURCES},
+        "coefficients": {res: {"mac": coef[res][0], "rest": coef[res][1]} for res in FIT_RESOURCES},
         "post_synthesis": ratios_all,
         "summary": summary,
         "band_pct": band,
