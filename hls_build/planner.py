@@ -42,14 +42,14 @@ from hls_build.estimate import (
     Estimate,
     EstimateError,
     Layer,
-    _batchnorm_cost,
-    _bn_ii,
-    _conv_cost,
-    _dense_cost,
-    _finish,
+    batchnorm_cost,
+    batchnorm_ii,
+    conv_cost,
+    dense_cost,
     dsp_family,
     estimate_design,
     fifo_cost,
+    finish_resources,
     load_coefficients,
     valid_reuse_factors,
 )
@@ -240,7 +240,7 @@ def _candidates(layer: Layer, k: Coefficients, family: str) -> list[_Candidate]:
     out: list[_Candidate] = []
     if layer.op in ("conv2d", "dense"):
         n_in, n_out = layer.mult_size  # type: ignore[misc]
-        cost = _conv_cost if layer.op == "conv2d" else _dense_cost
+        cost = conv_cost if layer.op == "conv2d" else dense_cost
         for rf in valid_reuse_factors(n_in, n_out):
             c = cost(layer, rf, "resource", k, family)
             out.append(_Candidate({"ReuseFactor": rf, "Strategy": "Resource"}, c.cycles, c.resources))
@@ -254,11 +254,11 @@ def _candidates(layer: Layer, k: Coefficients, family: str) -> list[_Candidate]:
         chans = layer.attrs.get("in_elems") or layer.attrs.get("n_filt") or 1
         seen = set()
         for rf in sorted({d for d in range(1, chans * 64 + 1) if n_in % d == 0}):
-            ii = _bn_ii(n_in, rf)
+            ii = batchnorm_ii(n_in, rf)
             if ii in seen:
                 continue
             seen.add(ii)
-            c = _batchnorm_cost(layer, rf, k, family)
+            c = batchnorm_cost(layer, rf, k, family)
             out.append(_Candidate({"ReuseFactor": rf}, c.cycles, c.resources))
     return out
 
@@ -315,7 +315,7 @@ def plan_design(
     floor_cycles = max((row.cycles for row in base.rows if row.name not in cands), default=0)
 
     def scaled(res: Mapping[str, float]) -> dict[str, float]:
-        return _finish(dict(res), k)
+        return finish_resources(dict(res), k)
 
     def choose(target: int) -> tuple[dict[str, _Candidate], dict[str, float]] | None:
         weights = {r: (1.0 / avail[r] if avail[r] else 1e9) for r in RESOURCE_NAMES}

@@ -1,0 +1,309 @@
+"""The ESTIMATE of a whole design: every process and FIFO costed, totals against a board, interval and latency."""
+
+from __future__ import annotations
+
+import logging
+import math
+from collections.abc import Mapping
+from dataclasses import dataclass, field, replace
+from typing import Any
+
+from hls_build.boards import RESOURCE_NAMES, BoardSpec, board_spec
+from hls_build.estimate.cost import (
+    FF_MAC,
+    FF_STORAGE,
+    LUT_MAC,
+    LUT_STORAGE,
+    Coefficients,
+    LayerCost,
+    add_resources,
+    calibration_summary,
+    closest_reuse_factor,
+    dsp_family,
+    fifo_cost,
+    finish_resources,
+    layer_cost,
+    load_coefficients,
+    zero_resources,
+)
+from hls_build.estimate.graph import DesignGraph, EstimateError, Layer
+from hls_build.estimate.precision_check import PrecisionWarning, check_precision
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class Estimate:
+    """The ESTIMATE of a design: per-layer rows, FIFOs, totals, interval and latency.
+
+    Attributes:
+        project: the hls4ml project.
+        board: the board it is compared with (None for a bare estimate).
+        clock_mhz: the clock used for times and rates.
+        rows: one :class:`LayerCost` per dataflow process (AXI wrapper loops included when present).
+        fifo: resources of all stream FIFOs together.
+        fifo_detail: per stream: depth, width, storage, resources.
+        interval_cycles: the dataflow pipeline's initiation interval (its slowest process).
+        bottleneck: the slowest process.
+        latency_cycles: approximate cycles from the first input word to the last output word of one image.
+        layer_config: the ReuseFactor/Strategy each conv/dense/batchnorm layer was estimated with.
+        fifo_depths: the FIFO depths it was estimated with (C++ stream name -> depth).
+        warnings: precision warnings (:func:`check_precision`).
+        summary: what the model was calibrated against and its typical error.
+        parts: LUT and FF before the fitted scales, split into ``mac`` (multiply-accumulate logic, scaled),
+            ``other`` (unscaled logic) and ``storage`` (counted exactly: registers, SRLs), for calibration.
+    """
+
+    project: str
+    board: BoardSpec | None
+    clock_mhz: float
+    rows: list[LayerCost]
+    fifo: dict[str, float]
+    fifo_detail: list[dict[str, Any]]
+    interval_cycles: int
+    bottleneck: str
+    latency_cycles: int
+    layer_config: dict[str, dict[str, Any]]
+    fifo_depths: dict[str, int]
+    warnings: list[PrecisionWarning] = field(default_factory=list)
+    summary: str = ""
+    parts: dict[str, dict[str, float]] = field(default_factory=dict)
+
+    @property
+    def totals(self) -> dict[str, int]:
+        """Total resources (rounded up to whole units)."""
+        tot = zero_resources()
+        for row in self.rows:
+            tot = add_resources(tot, row.resources)
+        tot = add_resources(tot, self.fifo)
+        return {r: int(math.ceil(tot.get(r, 0.0) - 1e-9)) for r in RESOURCE_NAMES}
+
+    def totals_by_op(self) -> dict[str, dict[str, float]]:
+        """Resources summed per kind of layer: where a design's budget goes.
+
+        Returns:
+            ``op`` (``conv2d``, ``activation``, ...; ``fifo`` for the streams) -> resources and ``count``.
+        """
+        out: dict[str, dict[str, float]] = {}
+        for row in self.rows:
+            agg = out.setdefault(row.op, {**zero_resources(), "count": 0})
+            for k in RESOURCE_NAMES:
+                agg[k] += row.resources.get(k, 0.0)
+            agg["count"] += 1
+        out["fifo"] = {**{k: self.fifo.get(k, 0.0) for k in RESOURCE_NAMES}, "count": len(self.fifo_detail)}
+        return out
+
+    @property
+    def available(self) -> dict[str, int] | None:
+        """The board's resources (None without a board)."""
+        return self.board.budget.as_dict() if self.board else None
+
+    def utilization(self) -> dict[str, float | None]:
+        """Percent of the board per resource (None where the board has none of it)."""
+        avail = self.available or {}
+        return {r: (100.0 * self.totals[r] / avail[r] if avail.get(r) else None) for r in RESOURCE_NAMES}
+
+    def fits(self, margin: float = 0.0) -> bool:
+        """Whether every resource stays within ``(1 - margin)`` of the board's."""
+        if self.board is None:
+            raise EstimateError("no board to fit")
+        avail = self.board.budget.as_dict()
+        return all(self.totals[r] <= (1.0 - margin) * avail[r] for r in RESOURCE_NAMES)
+
+    @property
+    def images_per_s(self) -> float:
+        """Modeled throughput: clock / interval (the accelerator alone, no DMA or driver overhead)."""
+        return self.clock_mhz * 1e6 / max(self.interval_cycles, 1)
+
+    @property
+    def latency_ms(self) -> float:
+        """Approximate latency of one image in ms at the clock."""
+        return self.latency_cycles / (self.clock_mhz * 1e3)
+
+    @property
+    def interval_ms(self) -> float:
+        """The initiation interval in ms at the clock."""
+        return self.interval_cycles / (self.clock_mhz * 1e3)
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready description (per-layer rows included)."""
+        return {
+            "kind": "estimated",
+            "project": self.project,
+            "board": self.board.name if self.board else None,
+            "clock_mhz": self.clock_mhz,
+            "totals": self.totals,
+            "available": self.available,
+            "utilization_pct": self.utilization() if self.board else None,
+            "interval_cycles": self.interval_cycles,
+            "bottleneck": self.bottleneck,
+            "latency_cycles": self.latency_cycles,
+            "latency_ms": self.latency_ms,
+            "images_per_s": self.images_per_s,
+            "layers": [
+                {
+                    "name": r.name,
+                    "op": r.op,
+                    "label": r.label,
+                    "cycles": r.cycles,
+                    "resources": {k: round(v, 1) for k, v in r.resources.items()},
+                    "detail": r.detail,
+                }
+                for r in self.rows
+            ],  # fmt: skip
+            "fifo": {k: round(v, 1) for k, v in self.fifo.items()},
+            "fifos": self.fifo_detail,
+            "layer_config": self.layer_config,
+            "fifo_depths": self.fifo_depths,
+            "precision_warnings": [w.message for w in self.warnings],
+            "calibration": self.summary,
+        }
+
+    def to_manifest_entry(self) -> dict[str, Any]:
+        """The manifest ``resources`` entry: ``kind: estimated`` (this model, before any synthesis)."""
+        return {
+            "kind": "estimated",
+            "stage": "pre_synthesis",
+            "source": "hls_build.estimate (analytical model of the hls4ml firmware; see hls_build/README.md)",
+            "scope": "the accelerator IP alone, expected post-synthesis usage (no AXI DMA / interconnect)",
+            **self.totals,
+            "available": self.available,
+            "utilization_pct": {k: (round(v, 1) if v is not None else None) for k, v in self.utilization().items()}
+            if self.board
+            else None,
+            "interval_cycles": self.interval_cycles,
+            "latency_cycles": self.latency_cycles,
+            "clock_mhz": self.clock_mhz,
+            "images_per_s": round(self.images_per_s, 1),
+            "latency_ms": round(self.latency_ms, 3),
+            "bottleneck": self.bottleneck,
+            "layer_config": self.layer_config,
+            "calibration": self.summary,
+        }
+
+
+def _layer_setting(layer: Layer, overrides: Mapping[str, Mapping[str, Any]]) -> tuple[int, str | None]:
+    """The (ReuseFactor, strategy) a layer is estimated with.
+
+    Without an override, the firmware's own values (as hls4ml wrote them, even an RF it did not validate, e.g. on a
+    PointwiseConv2D). With one, a Resource ReuseFactor is made valid the way hls4ml does for Conv2D/Dense.
+    """
+    rf = int(layer.reuse_factor or 1)
+    strategy = layer.strategy
+    o = overrides.get(layer.name)
+    if not o:
+        return rf, strategy
+    if "Strategy" in o and layer.op in ("conv2d", "dense"):
+        strategy = str(o["Strategy"]).lower()
+        if strategy not in ("resource", "latency"):
+            raise EstimateError(f"{layer.name}: strategy {o['Strategy']!r} is not Resource or Latency")
+    if "ReuseFactor" in o:
+        rf = int(o["ReuseFactor"])
+        if rf < 1:
+            raise EstimateError(f"{layer.name}: ReuseFactor {rf} < 1")
+        if layer.op in ("conv2d", "dense") and strategy == "resource":
+            n_in, n_out = layer.mult_size  # type: ignore[misc]
+            rf = closest_reuse_factor(n_in, n_out, rf)
+    return rf, strategy
+
+
+def estimate_design(
+    graph: DesignGraph,
+    board: str | BoardSpec | None = None,
+    layer_config: Mapping[str, Mapping[str, Any]] | None = None,
+    fifo_depths: Mapping[str, int] | None = None,
+    coefficients: Coefficients | None = None,
+    clock_mhz: float | None = None,
+    check: bool = True,
+) -> Estimate:
+    """ESTIMATE the resources, interval and latency of ``graph``, optionally with other settings.
+
+    Args:
+        graph: the design (:func:`graph_from_project` and friends).
+        board: a board name or spec to compare with (``UnknownBoardError`` for an unknown name).
+        layer_config: per-layer ``{"ReuseFactor": rf, "Strategy": "Resource"|"Latency"}`` replacing the
+            firmware's (a Resource ReuseFactor is made valid the way hls4ml does).
+        fifo_depths: C++ stream name -> depth, replacing the firmware's depths.
+        coefficients: the model's constants (default: ``calibration.json``).
+        clock_mhz: clock for times and rates (default: the design's).
+        check: run :func:`check_precision` and keep its warnings (logged as warnings).
+
+    Returns:
+        The :class:`Estimate`.
+    """
+    spec = board_spec(board) if isinstance(board, str) else board
+    k = coefficients or load_coefficients()
+    family = dsp_family(spec.part if spec else graph.part)
+    overrides = dict(layer_config or {})
+    unknown = set(overrides) - {layer.name for layer in graph.layers}
+    if unknown:
+        raise EstimateError(f"layer_config names unknown layers: {sorted(unknown)}")
+    rows: list[LayerCost] = []
+    used_config: dict[str, dict[str, Any]] = {}
+    for layer in graph.layers:
+        rf, strategy = _layer_setting(layer, overrides)
+        row = layer_cost(layer, rf, strategy, k, family)
+        if layer.tunable:
+            used_config[layer.name] = {"ReuseFactor": rf}
+            if layer.op in ("conv2d", "dense"):
+                used_config[layer.name]["Strategy"] = (strategy or "resource").capitalize()
+        rows.append(row)
+    if graph.axi:
+        in_s, out_s = graph.streams.get("in_local"), graph.streams.get("out_local")
+        wrapper = zero_resources()
+        wrapper["LUT"] += (
+            2 * k.layer_control_lut + (in_s.width_bits if in_s else 0) + (out_s.width_bits if out_s else 0)
+        )
+        wrapper["FF"] += 2 * k.layer_control_ff + (in_s.width_bits if in_s else 0) + (out_s.width_bits if out_s else 0)
+        n_in, n_out = graph.axi.get("n_in", 0), graph.axi.get("n_out", 0)
+        rows.insert(0, LayerCost("axi_in", "axi", "AXI-Stream input loop", wrapper, n_in + 2, 2))
+        rows.append(LayerCost("axi_out", "axi", "AXI-Stream output loop", zero_resources(), n_out + 2, 2))
+    depths = {s.name: s.depth for s in graph.fifo_streams()}
+    for name, d in (fifo_depths or {}).items():
+        if name not in graph.streams:
+            raise EstimateError(f"fifo_depths names unknown stream {name!r}")
+        if int(d) < 1:
+            raise EstimateError(f"FIFO depth of {name} must be >= 1 (got {d})")
+        depths[name] = int(d)
+    fifo_total = zero_resources()
+    fifo_detail = []
+    for s in graph.fifo_streams():
+        sized = replace(s, depth=depths[s.name])
+        cost = fifo_cost(sized, graph.hls_tool, k)
+        fifo_total = add_resources(fifo_total, cost)
+        kind = "BRAM" if cost["BRAM_18K"] else ("registers" if sized.depth <= 2 else "SRL")
+        fifo_detail.append({
+            "stream": s.name, "key": graph.keys.get(s.name), "depth": sized.depth, "width_bits": s.width_bits,
+            "storage": kind, **{r: round(v, 1) for r, v in finish_resources(cost, k).items()},
+        })  # fmt: skip
+    raw_parts = {r: {"mac": 0.0, "other": 0.0, "storage": 0.0} for r in ("LUT", "FF")}
+    for res in [row.resources for row in rows] + [fifo_total]:
+        for r, mac, storage in (("LUT", LUT_MAC, LUT_STORAGE), ("FF", FF_MAC, FF_STORAGE)):
+            raw_parts[r]["mac"] += res.get(mac, 0.0)
+            raw_parts[r]["other"] += res.get(r, 0.0)
+            raw_parts[r]["storage"] += res.get(storage, 0.0)
+    for row in rows:
+        row.resources = finish_resources(row.resources, k)
+    fifo_total = finish_resources(fifo_total, k)
+    slowest = max(rows, key=lambda r: r.cycles)
+    latency = slowest.cycles + sum(r.fill_cycles for r in rows if r is not slowest)
+    est = Estimate(
+        project=graph.project,
+        board=spec,
+        clock_mhz=float(clock_mhz or graph.clock_mhz),
+        rows=rows,
+        fifo=fifo_total,
+        fifo_detail=fifo_detail,
+        interval_cycles=int(slowest.cycles),
+        bottleneck=slowest.name,
+        latency_cycles=int(latency),
+        layer_config=used_config,
+        fifo_depths=depths,
+        summary=calibration_summary(),
+        parts=raw_parts,
+    )
+    if check:
+        est.warnings = check_precision(graph)
+        for w in est.warnings:
+            log.warning("%s", w.message)
+    return est
