@@ -142,11 +142,18 @@ def _cmd_validate(args: argparse.Namespace) -> int:
     bundle = load_bundle(target)
     m = bundle.manifest
     check_board(m, running_on, bundle.root)
+    from board.hwh import check_hardware_files
+
+    hardware = check_hardware_files(bundle)  # the .bit's part, the .hwh's design, DMA and accelerator
     cache = check_hwh_cache(bundle)
     if cache.stale:
         cache = ensure_fresh_hwh_cache(bundle, action="clear" if args.clear_stale_cache else "refuse")
     kind = "emulated" if m.emulated else "bitstream"
     print(f"OK {bundle.root}: {m.board}/{m.model_id} ({kind}), {len(m.files)} files match their sha256")
+    if hardware:
+        bit = hardware["bit"]
+        print(f"   .bit: part {bit['part']}, Vivado {bit['version']}, {bit['date']}")
+        print(f"   .hwh: DMA {hardware['dma']} ({hardware['dma_vlnv']}), accelerator {hardware['accelerator']}")
     if m.bitstream:
         print(f"   .hwh metadata cache: {cache.state}: {cache.detail}")
     return EXIT_OK
@@ -175,8 +182,10 @@ def _cmd_demo(args: argparse.Namespace) -> int:
     print(f"bundle {m.board}/{m.model_id} at {bundle.root} ({'host emulation' if m.emulated else 'bitstream'})")
     t0 = time.perf_counter()
     with Accelerator(bundle, batch_size=min(len(test), 100)) as acc:
+        print(f"engine: {acc.engine} ({acc.engine_description})")
         logits = acc.predict(test.images)
         timings = acc.take_timings()
+        engine = acc.engine
     seconds = time.perf_counter() - t0
     preds = np.argmax(logits.reshape(len(test), -1), axis=1)
     width = max(len(c) for c in classes)
@@ -186,7 +195,7 @@ def _cmd_demo(args: argparse.Namespace) -> int:
         print(f"{i:>3}  {classes[label]:<{width}}  {classes[pred]:<{width}}  {mark}")
     top1 = float(np.mean(preds == test.labels))
     dma_s = sum(t.seconds for t in timings)
-    what = "host C-simulation, not board timings" if m.emulated else f"{m.board} DMA round trips"
+    what = f"host emulation ({engine} engine), not board timings" if m.emulated else f"{m.board} DMA round trips"
     print(f"top-1 {100 * top1:.1f} % on {len(test)} test images; {dma_s / len(test) * 1e3:.2f} ms/image ({what})")
     out = Path(args.out) if args.out else Path("build") / "reports" / m.board / m.model_id / "demo"
     result = {
@@ -194,6 +203,7 @@ def _cmd_demo(args: argparse.Namespace) -> int:
         "board": m.board,
         "model_id": m.model_id,
         "emulated": bool(m.emulated),
+        "engine": engine,
         "running_on": running_on,
         "images": len(test),
         "labels": [int(x) for x in test.labels],

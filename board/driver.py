@@ -227,15 +227,35 @@ class Accelerator:
             if not m.bitstream:
                 raise BundleError(f"{self.bundle.root}: bundle is not emulated but has no bitstream")
             bit = self.bundle.path(m.bitstream)
-            # pynq reuses metadata it cached for the same bitstream without reading the .hwh: clear it if stale.
+            # Check the .bit's part and the .hwh (a handoff of this board's design, with a DMA the driver can
+            # program) before pynq reads them: a wrong file then fails with its name and what is wrong with it.
+            from board.hwh import check_hardware_files
             from board.registry import ensure_fresh_hwh_cache
 
+            try:
+                check_hardware_files(self.bundle)
+            except BundleError as exc:
+                raise BundleError(f"cannot load overlay {bit}: {exc}") from exc
+            # pynq reuses metadata it cached for the same bitstream without reading the .hwh: clear it if stale.
             ensure_fresh_hwh_cache(self.bundle, action="clear")
             try:
                 overlay = pynq.Overlay(str(bit), download=download)
             except (RuntimeError, OSError, ValueError) as exc:
                 raise BoardError(f"cannot load overlay {bit}: {exc}") from exc
         ip_name = str(m.dma.get("ip_name", _DEFAULT_IP_NAME))
+        ip_dict = getattr(overlay, "ip_dict", None) or {}
+        if ip_name not in ip_dict:
+            # Vivado names the DMA after the block design (hls4ml's PYNQ-Z2 design: hier_0/axi_dma_0; others put
+            # axi_dma_0 at the top): take the overlay's only AXI DMA when the manifest's name is not there.
+            from board.hwh import find_dma_in_ip_dict
+
+            try:
+                found = find_dma_in_ip_dict(ip_dict, ip_name)
+            except BundleError:
+                found = None  # the lookup below says what the overlay has
+            if found is not None:
+                log.warning("no DMA %r in the overlay (manifest dma.ip_name); using its AXI DMA %r", ip_name, found)
+                ip_name = found
         try:
             dma = reduce(getattr, ip_name.split("/"), overlay)
         except (AttributeError, RuntimeError) as exc:

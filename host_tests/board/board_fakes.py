@@ -16,15 +16,71 @@ import numpy as np
 
 from board.bundle import Manifest, TensorSpec, write_manifest
 
+#: (bit header part, .hwh DEVICE, PACKAGE, SPEEDGRADE, ARCH) of each board, as Vivado writes them.
+_BOARD_FILES = {
+    "pynq-z2": ("7z020clg400", "7z020", "clg400", "-1", "zynq"),
+    "zcu104": ("xczu7ev-ffvc1156-2-e", "xczu7ev", "ffvc1156", "-2", "zynquplus"),
+}
+
+
+def fake_bit(board: str = "zcu104", data: bytes = b"BITSTREAM", part: str | None = None) -> bytes:
+    """A well-formed ``.bit``: the header fields Vivado writes (design, part, date, time, length), then ``data``."""
+
+    def field(key: bytes, text: str) -> bytes:
+        raw = text.encode("ascii") + b"\x00"
+        return key + len(raw).to_bytes(2, "big") + raw
+
+    head = b"\x00\x09\x0f\xf0\x0f\xf0\x0f\xf0\x0f\xf0\x00\x00\x01"
+    head += field(b"a", "design_1_wrapper;UserID=0XFFFFFFFF;Version=2024.2")
+    head += field(b"b", part or _BOARD_FILES[board][0]) + field(b"c", "2026/01/01") + field(b"d", "00:00:00")
+    return head + b"e" + len(data).to_bytes(4, "big") + data
+
+
+def fake_hwh(board: str = "zcu104", marker: str = "v1", dma: str = "hier_0/axi_dma_0") -> str:
+    """The smallest hardware handoff :func:`board.hwh.check_hardware_files` accepts: the board's part, a simple-mode
+    AXI DMA at ``dma`` streaming into an hls4ml accelerator and back, with TLAST. ``marker`` tells versions apart."""
+    _, device, package, speed, arch = _BOARD_FILES[board]
+    hier = dma.rpartition("/")[0]
+    acc = f"{hier}/myproject_axi_0" if hier else "myproject_axi_0"
+    return f"""<?xml version="1.0" encoding="UTF-8"?>
+<EDKSYSTEM EDWVERSION="1.2" VIVADOVERSION="{marker}">
+  <SYSTEMINFO ARCH="{arch}" DEVICE="{device}" NAME="design_1" PACKAGE="{package}" SPEEDGRADE="{speed}"/>
+  <MODULES>
+    <MODULE FULLNAME="/{dma}" INSTANCE="{dma.replace("/", "_")}" MODTYPE="axi_dma" VLNV="xilinx.com:ip:axi_dma:7.1">
+      <PARAMETERS>
+        <PARAMETER NAME="c_include_sg" VALUE="0"/><PARAMETER NAME="c_sg_length_width" VALUE="26"/>
+        <PARAMETER NAME="c_include_mm2s" VALUE="1"/><PARAMETER NAME="c_include_s2mm" VALUE="1"/>
+      </PARAMETERS>
+      <BUSINTERFACES>
+        <BUSINTERFACE BUSNAME="to_acc" NAME="M_AXIS_MM2S" TYPE="MASTER">
+          <PARAMETER NAME="HAS_TLAST" VALUE="1"/>
+        </BUSINTERFACE>
+        <BUSINTERFACE BUSNAME="from_acc" NAME="S_AXIS_S2MM" TYPE="SLAVE">
+          <PARAMETER NAME="HAS_TLAST" VALUE="1"/>
+        </BUSINTERFACE>
+      </BUSINTERFACES>
+    </MODULE>
+    <MODULE FULLNAME="/{acc}" INSTANCE="{acc.replace("/", "_")}" MODTYPE="myproject_axi"
+            VLNV="xilinx.com:hls:myproject_axi:1.0">
+      <BUSINTERFACES>
+        <BUSINTERFACE BUSNAME="to_acc" NAME="in_r" TYPE="SLAVE"/>
+        <BUSINTERFACE BUSNAME="from_acc" NAME="out_r" TYPE="MASTER"/>
+      </BUSINTERFACES>
+    </MODULE>
+  </MODULES>
+</EDKSYSTEM>
+"""
+
 
 def write_hw_bundle(
-    root: Path, board: str = "zcu104", model_id: str = "hw", bit: bytes = b"BITSTREAM", hwh: str = "<hwh v1/>"
+    root: Path, board: str = "zcu104", model_id: str = "hw", bit: bytes | None = None, hwh: str | None = None
 ) -> Path:
-    """A bundle with a (fake) bitstream and .hwh sharing the stem ``model_id``, under ``root/<board>/<model_id>``."""
+    """A bundle with a small but well-formed bitstream and .hwh (:func:`fake_bit`, :func:`fake_hwh`) sharing the stem
+    ``model_id``, under ``root/<board>/<model_id>``."""
     folder = root / board / model_id
     folder.mkdir(parents=True)
-    (folder / f"{model_id}.bit").write_bytes(bit)
-    (folder / f"{model_id}.hwh").write_text(hwh)
+    (folder / f"{model_id}.bit").write_bytes(bit if bit is not None else fake_bit(board))
+    (folder / f"{model_id}.hwh").write_text(hwh if hwh is not None else fake_hwh(board))
     write_manifest(
         folder,
         Manifest(
