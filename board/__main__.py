@@ -16,7 +16,9 @@ Examples::
 board is refused; ``--board`` overrides the detection.
 
 Every expected failure (a :class:`~board.errors.BoardError`: bad bundle, missing data, DMA error or timeout,
-missing tool) ends with one ``error: ...`` line on stderr and exit status 2; Ctrl-C exits with 130. Progress and
+missing tool) ends with one ``error: ...`` line on stderr and exit status 2; a check that fails (``bench``: the
+fast engine's outputs differ from the C-simulation's; the report is still written) exits with 1; Ctrl-C exits
+with 130. Progress and
 diagnostics go to stderr through ``logging`` (and a progress bar on a terminal); results (tables, the report)
 go to stdout.
 """
@@ -37,7 +39,7 @@ from typing import Any
 from board import __version__
 from board.bundle import Bundle, load_bundle
 from board.cli import log_level, run
-from board.errors import EXIT_OK, BoardError, BundleError, InputError
+from board.errors import EXIT_OK, BoardError, BundleError, CheckFailedError, InputError
 
 log = logging.getLogger("board")
 
@@ -86,6 +88,12 @@ def _cmd_bench(args: argparse.Namespace) -> int:
     )
     sys.stdout.write(render_markdown(report))
     log.info("report written to %s", out)
+    cross_check = (report.get("engine") or {}).get("csim_check")
+    if cross_check and not cross_check["bit_exact"]:
+        raise CheckFailedError(
+            f"the fast engine and the hls4ml C-simulation differ on {cross_check['images'] - cross_check['identical']}"
+            f" of {cross_check['images']} images: the emulated figures are not the firmware's (report kept in {out})"
+        )
     return EXIT_OK
 
 
@@ -452,6 +460,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     """Run the CLI; returns the exit status (0 ok, 1 a check failed, 2 bad input, 130 interrupted)."""
     args = build_parser().parse_args(argv)
     return run(lambda: args.func(args), level=log_level(args.verbose, args.quiet))
+
 
 if __name__ == "__main__":
     sys.exit(main())

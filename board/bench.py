@@ -38,7 +38,7 @@ import numpy as np
 from board import __version__
 from board.bundle import Bundle, load_bundle
 from board.cifar10 import load_split
-from board.driver import Accelerator, BatchTiming
+from board.driver import Accelerator, BatchTiming, resolve_engine
 from board.errors import BoardError, BundleError, InputError, ToolMissingError
 from board.power import PmbusMeter, PowerOptions, PowerSession, unavailable_report
 from board.progress import Progress
@@ -62,8 +62,6 @@ REPORT_SCHEMA = "board-bench/2"
 #: Test images by default: the whole test set on a board and with the fast engine, fewer for the ~10 images/s
 #: C-simulation engine.
 DEFAULT_N_BOARD, DEFAULT_N_EMULATED = 10_000, 1_000
-#: Emulated-overlay engines: the bit-exact numpy emulator (``fast``) or the hls4ml C-simulation (``csim``).
-ENGINES = ("auto", "fast", "csim")
 #: Images on which the C-simulation cross-checks the fast engine by default (bit for bit).
 DEFAULT_CSIM_CHECK = 100
 #: Batch-size sweep by default on a board (and for --reference-only); off for an emulated bundle.
@@ -164,33 +162,6 @@ def default_n(emulated: bool, reference: str = "auto", engine: str = "fast") -> 
     return DEFAULT_N_EMULATED if emulated and reference != "only" and engine == "csim" else DEFAULT_N_BOARD
 
 
-def resolve_engine(bundle: Bundle, engine: str) -> str:
-    """``fast`` or ``csim`` for an emulated bundle (``auto``: fast when the bundle carries its firmware graph).
-
-    Raises:
-        InputError: an unknown engine, or ``fast`` for a bundle without a firmware graph.
-    """
-    if engine not in ENGINES:
-        raise InputError(f"engine must be one of {ENGINES}, got {engine!r}")
-    has_graph = bool(bundle.manifest.hls.get("firmware_graph"))
-    if engine == "auto":
-        return "fast" if has_graph else "csim"
-    if engine == "fast" and not has_graph:
-        raise InputError(
-            f"{bundle.root} carries no firmware graph for the fast engine: rebuild it with `python -m hls_build "
-            "bundle`, or use --engine csim"
-        )
-    return engine
-
-
-def _fast_device(bundle: Bundle) -> Any:
-    """An emulated device whose kernel is the bundle's fast numpy engine."""
-    from board.emulated_device import EmulatedDevice
-    from board.fast_engine import FastEngine
-
-    return EmulatedDevice.from_bundle(bundle, kernel=FastEngine.from_bundle(bundle))
-
-
 def csim_cross_check(bundle: Bundle, images: np.ndarray, processes: int = 2) -> dict[str, Any]:
     """Run ``images`` through the fast engine and the C-simulation; compare the raw output codes bit for bit.
 
@@ -201,7 +172,7 @@ def csim_cross_check(bundle: Bundle, images: np.ndarray, processes: int = 2) -> 
     from board.fast_engine import FastEngine
 
     fast = FastEngine.from_bundle(bundle)
-    with Accelerator(bundle, batch_size=len(images), device=_fast_device(bundle)) as acc:
+    with Accelerator(bundle, batch_size=len(images), engine="fast") as acc:
         raw_in, _ = acc.encode(images)  # the driver's encoding: exactly the stream codes the DMA would carry
     t = time.perf_counter()
     fast_out = fast.predict_raw(raw_in)
@@ -361,7 +332,8 @@ def benchmark(
         batch_size: images per DMA transfer and per ONNX Runtime call.
         timeout_s: per-batch DMA deadline (default: the driver's).
         onnx_threads: ONNX Runtime intra-op threads.
-        accelerator: an open accelerator to use (default: open one on the bundle and close it afterwards).
+        accelerator: an open accelerator to use (default: open one on the bundle, with its default engine, and close
+            it afterwards).
         batch_sizes: batch sizes to sweep (empty: no sweep).
         sweep_images: images timed per swept batch size (default 1,000 on a board, 20 emulated).
         reference: ``auto`` (ONNX Runtime when available), ``off``, or ``only`` (no FPGA pass).
@@ -404,10 +376,12 @@ def benchmark(
     power_report = unavailable_report("not measured: no FPGA pass (--reference-only)")
     sweep = None
     acc = None
+    engine = None
     if fpga_run:
         own = accelerator is None
         capacity = max(batch_size, *batch_sizes) if batch_sizes else batch_size
         acc = accelerator if accelerator is not None else Accelerator(bundle, batch_size=capacity, timeout_s=timeout_s)
+        engine = {"name": acc.engine, "description": acc.engine_description}
         try:
             session.measure_idle()
             with session.during_run():
@@ -463,6 +437,11 @@ def benchmark(
         }
     if not fpga_run:
         label = "no FPGA pass (--reference-only): ONNX Runtime figures only, measured on this machine"
+    elif m.emulated and engine["name"] == "fast":
+        label = (
+            "HOST EMULATION of the firmware by the bit-exact numpy engine (no bitstream): FPGA accuracy is the "
+            "emulated design's; FPGA timings are host timings, NOT board timings"
+        )
     elif m.emulated:
         label = (
             "HOST EMULATION of the hls4ml C-simulation (no bitstream): FPGA accuracy is the emulated design's; "
@@ -476,6 +455,7 @@ def benchmark(
         "created_utc": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
         "fpga_label": label,
         "emulated": bool(m.emulated),
+        "engine": engine,
         "running_on": running_on,
         "bundle": {
             "path": str(bundle.root),
@@ -760,7 +740,7 @@ def run_bench(
         board: the board this runs on (default: detected; ``host`` off-board).
         plots: write the PNG plots.
         progress: progress bars on stderr (default: when stderr is a terminal).
-        engine: emulated bundles only: ``fast`` (bit-exact numpy emulator), ``csim`` (hls4ml C-simulation) or
+        engine: emulated bundles only: ``fast`` (bit-exact numpy engine), ``csim`` (hls4ml C-simulation) or
             ``auto`` (fast when the bundle carries its firmware graph).
         csim_check: with the fast engine, the first this many images also go through the C-simulation and the
             raw outputs are compared bit for bit (default 100; 0 skips the check).
@@ -806,9 +786,9 @@ def run_bench(
         running_on,
     )
     accelerator = None
-    if engine == "fast" and reference != "only":
+    if m.emulated and reference != "only":
         capacity = max(batch_size, *sizes) if sizes else batch_size
-        accelerator = Accelerator(bundle, batch_size=capacity, timeout_s=timeout_s, device=_fast_device(bundle))
+        accelerator = Accelerator(bundle, batch_size=capacity, timeout_s=timeout_s, engine=engine)
     try:
         report = benchmark(
             bundle,
@@ -828,12 +808,9 @@ def run_bench(
     finally:
         if accelerator is not None:
             accelerator.close()
-    report["engine"] = {"name": engine}
+    if report["engine"] is None:  # --reference-only: no FPGA pass, but the report names the engine it would use
+        report["engine"] = {"name": engine}
     if engine == "fast":
-        report["engine"]["description"] = (
-            "board.fast_engine: bit-exact numpy emulation of the hls4ml firmware (the C-simulation's fixed-point "
-            "types, rounding, saturation and accumulators), behind the same emulated DMA device"
-        )
         check = min(DEFAULT_CSIM_CHECK if csim_check is None else csim_check, len(test))
         if check > 0 and reference != "only":
             log.info("cross-checking the fast engine against the hls4ml C-simulation on %d images", check)
@@ -843,12 +820,6 @@ def run_bench(
                 report["notes"].append(
                     f"fast engine and C-simulation differ on {cc['images'] - cc['identical']} of {cc['images']} images"
                 )
-        report["fpga_label"] = (
-            "HOST EMULATION of the firmware by the bit-exact numpy engine (no bitstream): FPGA accuracy is the "
-            "emulated design's; FPGA timings are host timings, NOT board timings"
-        )
-    elif engine == "csim":
-        report["engine"]["description"] = "the hls4ml C-simulation of the AXI top function (compiled with g++)"
     out = Path(out_dir) if out_dir is not None else Path("build") / "reports" / m.board / m.model_id
     json_path, md_path = write_report(report, out, plots=plots)
     log.info("wrote %s and %s", json_path, md_path)

@@ -1,8 +1,11 @@
 """The accelerator driver: uint8 CIFAR-10 images in, logits out, through the overlay's AXI DMA.
 
 :class:`Accelerator` drives one overlay bundle, on the board (``pynq.Overlay`` of the bundle's bitstream) or,
-for an emulated bundle, on :class:`board.emulated_device.EmulatedDevice` running the hls4ml C-simulation. Both paths
-use the same code: the real ``pynq.lib.dma.DMA`` driver and ``pynq.allocate`` buffers.
+for an emulated bundle, on :class:`board.emulated_device.EmulatedDevice`. Both paths use the same code: the real
+``pynq.lib.dma.DMA`` driver and ``pynq.allocate`` buffers. Behind the emulated device, the firmware is computed by
+one of two engines (:data:`ENGINES`, the attribute :attr:`Accelerator.engine` says which ran): the bit-exact numpy
+fast engine (:mod:`board.fast_engine`, the default when the bundle carries its firmware graph, as for
+``python -m board bench --engine auto``) or the hls4ml C-simulation (``engine="csim"``, a few hundred times slower).
 
 What one call does:
 
@@ -42,7 +45,15 @@ from board.errors import BoardError, BundleError, DmaError, DmaTimeoutError, Inp
 from board.fixed_point import FixedPoint
 from board.preprocess import Preprocessing, pixel_lut, validate_pixels
 
-__all__ = ["Accelerator", "BatchTiming", "default_timeout_s", "describe_dmasr"]
+__all__ = [
+    "ENGINES",
+    "ENGINE_DESCRIPTIONS",
+    "Accelerator",
+    "BatchTiming",
+    "default_timeout_s",
+    "describe_dmasr",
+    "resolve_engine",
+]
 
 log = logging.getLogger(__name__)
 
@@ -55,6 +66,50 @@ _SR_ERRORS = {
     0x40: "DMA decode error (DMADecErr: invalid address)",
 }
 _DEFAULT_IP_NAME = "hier_0/axi_dma_0"
+
+#: Engines of an emulated overlay: ``fast`` (bit-exact numpy engine), ``csim`` (hls4ml C-simulation) or ``auto``
+#: (fast when the bundle carries its firmware graph, else the C-simulation).
+ENGINES = ("auto", "fast", "csim")
+#: What :attr:`Accelerator.engine` names, in words (for notebooks, reports and logs).
+ENGINE_DESCRIPTIONS = {
+    "hardware": "the FPGA, through the AXI DMA",
+    "fast": (
+        "host emulation by board.fast_engine: bit-exact numpy emulation of the hls4ml firmware (the C-simulation's "
+        "fixed-point types, rounding, saturation and accumulators), behind the same emulated DMA device"
+    ),
+    "csim": "host emulation by the hls4ml C-simulation of the AXI top function (compiled with g++)",
+}
+
+
+def resolve_engine(bundle: Bundle, engine: str = "auto") -> str:
+    """``fast`` or ``csim`` for an emulated bundle (``auto``: fast when the bundle carries its firmware graph).
+
+    Raises:
+        InputError: an unknown engine, or ``fast`` for a bundle without a firmware graph.
+    """
+    if engine not in ENGINES:
+        raise InputError(f"engine must be one of {ENGINES}, got {engine!r}")
+    has_graph = bool(bundle.manifest.hls.get("firmware_graph"))
+    if engine == "auto":
+        return "fast" if has_graph else "csim"
+    if engine == "fast" and not has_graph:
+        raise InputError(
+            f"{bundle.root} carries no firmware graph for the fast engine: rebuild it with `python -m hls_build "
+            "bundle`, or use engine csim"
+        )
+    return engine
+
+
+def _kernel_engine(kernel: Any) -> str:
+    """The engine name of an injected emulated device's kernel (its class name when it is neither engine)."""
+    from board.emulated_device import CSimKernel
+    from board.fast_engine import FastEngine
+
+    if isinstance(kernel, FastEngine):
+        return "fast"
+    if isinstance(kernel, CSimKernel):
+        return "csim"
+    return type(kernel).__name__
 
 
 def describe_dmasr(status: int) -> str:
@@ -101,6 +156,8 @@ class Accelerator:
     Attributes:
         bundle: the verified bundle.
         emulated: True when running on the emulated device.
+        engine: what computes the outputs: ``hardware`` (the FPGA), or for an emulated bundle ``fast`` (bit-exact
+            numpy engine) or ``csim`` (hls4ml C-simulation); an injected device's kernel class name otherwise.
         batch_size: images per DMA transfer actually used (the requested size, capped by the DMA's maximum).
         max_batch_images: the most images one DMA transfer can carry.
         timeout_s: per-batch deadline override, or None for :func:`default_timeout_s`.
@@ -117,6 +174,7 @@ class Accelerator:
         overlay: Any | None = None,
         device: Any | None = None,
         download: bool = True,
+        engine: str = "auto",
     ) -> None:
         """Open the accelerator and allocate its DMA buffers once.
 
@@ -125,18 +183,23 @@ class Accelerator:
             batch_size: images per DMA transfer (capped by the DMA's maximum transfer length).
             timeout_s: deadline for one batch; default :func:`default_timeout_s`.
             overlay: hardware only: an already loaded ``pynq.Overlay`` (default: load the bundle's bitstream).
-            device: emulated only: an :class:`~board.emulated_device.EmulatedDevice` to use (default: one running the
-                bundle's C-simulation library). An injected device is not closed by :meth:`close`.
+            device: emulated only: an :class:`~board.emulated_device.EmulatedDevice` to use (default: one running
+                ``engine``). An injected device is not closed by :meth:`close`.
             download: hardware only: download the bitstream when loading it.
+            engine: emulated only, one of :data:`ENGINES`: ``auto`` (default: the fast engine when the bundle
+                carries its firmware graph, else the C-simulation), ``fast`` or ``csim``.
 
         Raises:
             BundleError: the manifest is inconsistent (types, shapes, DMA limits, IP name) or its files unusable.
             ToolMissingError: ``pynq`` is not installed.
             BoardError: the overlay cannot be loaded.
-            InputError: ``batch_size`` < 1.
+            InputError: ``batch_size`` < 1, an unknown engine, ``engine="fast"`` for a bundle without a firmware
+                graph, or an engine other than ``auto`` together with ``device``.
         """
         if batch_size < 1:
             raise InputError(f"batch_size must be >= 1, got {batch_size}")
+        if engine not in ENGINES:
+            raise InputError(f"engine must be one of {ENGINES}, got {engine!r}")
         m = bundle.manifest
         self.bundle = bundle
         self.emulated = bool(m.emulated)
@@ -172,9 +235,23 @@ class Accelerator:
             except ImportError as exc:
                 raise ToolMissingError(f"the emulated overlay needs pynq (pip install pynq==4.0.0): {exc}") from exc
             if device is None:
-                device, self._owns_device = EmulatedDevice.from_bundle(bundle), True
+                self.engine = resolve_engine(bundle, engine)
+                if self.engine == "fast":
+                    from board.fast_engine import FastEngine
+
+                    device = EmulatedDevice.from_bundle(bundle, kernel=FastEngine.from_bundle(bundle))
+                else:
+                    device = EmulatedDevice.from_bundle(bundle)
+                self._owns_device = True
+            elif engine != "auto":
+                raise InputError(f"engine={engine!r} and device= exclude each other: the device brings its kernel")
+            else:
+                self.engine = _kernel_engine(device.kernel)
             self.device, self.dma = device, device.make_dma()
         else:
+            if engine != "auto":
+                raise InputError(f"engine={engine!r} is for emulated bundles; {bundle.root} has a bitstream")
+            self.engine = "hardware"
             self._overlay, self.dma = self._open_hardware(overlay, download)
             self.device = getattr(self._overlay, "device", None)
         try:
@@ -211,6 +288,11 @@ class Accelerator:
 
         self._in_buf = pynq.allocate((self.batch_size, self.n_in), self.in_dtype, target=self.device)
         self._out_buf = pynq.allocate((self.batch_size, self.n_out), self.out_dtype, target=self.device)
+
+    @property
+    def engine_description(self) -> str:
+        """What computes the outputs, in words: the FPGA, or which host-emulation engine (see :attr:`engine`)."""
+        return ENGINE_DESCRIPTIONS.get(self.engine, f"host emulation: an injected kernel ({self.engine})")
 
     @classmethod
     def open(cls, path: str | os.PathLike, **kwargs: Any) -> Accelerator:

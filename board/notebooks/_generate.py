@@ -29,7 +29,7 @@ bundle = open_bundle(BUNDLE, board_name) if BUNDLE else first_bundle(board_name)
 m = bundle.manifest
 print(f"this machine: {board_name}")
 print(f"bundle: {m.board}/{m.model_id} at {bundle.root}")
-print("FPGA path:", "HOST EMULATION (hls4ml C-simulation, not board timings)" if m.emulated else "bitstream")
+print("FPGA path:", "HOST EMULATION (no bitstream; not board timings)" if m.emulated else "bitstream")
 """
 
 
@@ -56,8 +56,10 @@ QUICK_START = [
         test images through the accelerator with the AXI DMA, and shows the predictions.
 
         On a PYNQ board the bundle's bitstream is loaded with `pynq.Overlay`. On a machine without a board (the
-        "host") an *emulated* bundle runs instead: the hls4ml C-simulation behind the same `pynq` DMA driver, so
-        the results are the design's, but the timings are host timings, not board timings.
+        "host") an *emulated* bundle runs instead, behind the same `pynq` DMA driver: by default the bit-exact numpy
+        engine (`board.fast_engine`), or the hls4ml C-simulation with `Accelerator(..., engine="csim")` (a few
+        hundred times slower; the default too for a bundle without a firmware graph). The results are the design's,
+        but the timings are host timings, not board timings. `acc.engine` says which engine ran.
 
         The same steps on the command line: `python -m board demo`.
         """
@@ -87,7 +89,8 @@ QUICK_START = [
         """
         from board.driver import Accelerator
 
-        with Accelerator(bundle, batch_size=min(len(test), 100)) as acc:
+        with Accelerator(bundle, batch_size=min(len(test), 100)) as acc:  # emulated: engine="csim" for the C-sim
+            print(f"engine: {acc.engine} ({acc.engine_description})")
             logits = acc.predict(test.images)
             timings = acc.take_timings()
         preds = np.argmax(logits.reshape(len(test), -1), axis=1)
@@ -96,7 +99,7 @@ QUICK_START = [
             print(f"{i:3d}  label {classes[label]:<10}  predicted {classes[pred]:<10}  {mark}")
         top1 = float(np.mean(preds == test.labels))
         ms = sum(t.seconds for t in timings) / len(test) * 1e3
-        what = "host C-simulation" if m.emulated else f"{m.board} DMA round trip"
+        what = f"host emulation, {acc.engine} engine" if m.emulated else f"{m.board} DMA round trip"
         print(f"top-1 {100 * top1:.1f} % on {len(test)} images; {ms:.2f} ms per image ({what})")
         """
     ),
@@ -172,6 +175,7 @@ FPGA_VS_CPU = [
         write_report(report, out_dir)
         acc = report["accuracy"]
 
+        print(f"FPGA engine: {report['engine']['name']} ({report['engine']['description']})")
         shown = {k: "n/a" if acc[k] is None else f"{100 * acc[k]:.2f} %" for k in ("fpga_top1", "onnx_top1")}
         print("top-1 FPGA", shown["fpga_top1"], "| ONNX Runtime", shown["onnx_top1"])
         if report["onnx_unavailable"]:
@@ -266,6 +270,7 @@ POWER = [
         )
         out_dir = Path(os.environ.get("ZYNQ_RESNET_NB_OUT", "reports")) / m.board / m.model_id / "power"
         write_report(report, out_dir)
+        print(f"FPGA engine: {report['engine']['name']} ({report['engine']['description']})")
         power = report["power"]
         if power["available"]:
             print(f"source: {power['source']}")

@@ -232,7 +232,7 @@ def test_bench_cli_external_power_on_emulation_is_refused(make_bundle, cifar10_d
 def test_engine_choice_follows_the_bundle(tmp_path):
     from types import SimpleNamespace
 
-    from board.bench import resolve_engine
+    from board.driver import resolve_engine
     from board.errors import InputError
 
     with_graph = SimpleNamespace(root=tmp_path, manifest=SimpleNamespace(hls={"firmware_graph": "firmware/graph.json"}))

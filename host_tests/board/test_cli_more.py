@@ -40,7 +40,13 @@ def test_demo_on_the_host(roots, cifar10_dir, tmp_path, capsys):
     assert result["predictions"] == expected.tolist() and result["labels"] == test.labels.tolist()
     assert result["emulated"] is True and result["running_on"] == "host"
     assert len([line for line in stdout if line.rstrip().endswith(("ok", "WRONG"))]) == 5
-    assert any(line.startswith("top-1 ") and "host C-simulation, not board timings" in line for line in stdout)
+    # The toy bundle has no firmware graph, so the default engine is the C-simulation, and the demo says so.
+    assert (
+        stdout[1].startswith("engine: csim (host emulation by the hls4ml C-simulation") and result["engine"] == "csim"
+    )
+    assert any(
+        line.startswith("top-1 ") and "host emulation (csim engine), not board timings" in line for line in stdout
+    )
     assert stdout[-1] == f"report: {out / 'demo.md'}"
 
 

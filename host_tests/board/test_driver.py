@@ -103,6 +103,28 @@ def test_stall_times_out_then_recovers(make_bundle, images):
     dev.close()
 
 
+def test_engine_is_chosen_like_the_cli_and_named(make_bundle, images):
+    from board.emulated_device import FunctionKernel
+
+    bundle = load_bundle(make_bundle())  # a toy bundle without a firmware graph: auto means the C-simulation
+    with Accelerator(bundle, batch_size=5) as acc:
+        assert acc.engine == "csim" and "C-simulation" in acc.engine_description
+    with pytest.raises(InputError, match="no firmware graph"):
+        Accelerator(bundle, engine="fast")
+    with pytest.raises(InputError, match="engine must be one of"):
+        Accelerator(bundle, engine="gpu")
+    dev = EmulatedDevice.from_bundle(bundle)
+    with pytest.raises(InputError, match="exclude each other"):
+        Accelerator(bundle, device=dev, engine="csim")
+    with Accelerator(bundle, device=dev) as acc:  # an injected device: the engine is its kernel's
+        assert acc.engine == "csim"
+    dev.close()
+    kernel = FunctionKernel(lambda raw: toy_raw(raw), N_IN, N_OUT, "uint8", "int16")
+    with EmulatedDevice(kernel, bundle.manifest.dma) as dev, Accelerator(bundle, device=dev) as acc:
+        assert acc.engine == "FunctionKernel" and "injected kernel" in acc.engine_description
+        np.testing.assert_array_equal(acc.predict_raw(images[:2]), toy_raw(images[:2].reshape(2, -1)))
+
+
 def test_dma_error_bit_raises_dma_error_then_recovers(acc, images):
     acc.device.inject_fault("s2mm", "slave")
     with pytest.raises(DmaError, match="S2MM.*slave error") as info:

@@ -136,15 +136,25 @@ def _run(name: str, workdir: Path) -> str:
     return "\n".join(texts)
 
 
-def test_quick_start_runs(kernel_env):
+def _expected_engine(overlay_root: Path) -> str:
+    """The engine the notebooks' default ``Accelerator`` picks for the bundle they open (as the CLI would)."""
+    from board.driver import resolve_engine
+    from board.registry import first_bundle
+
+    return resolve_engine(first_bundle("host", overlay_root))
+
+
+def test_quick_start_runs(kernel_env, overlay_root):
     text = _run("01_quick_start.ipynb", kernel_env)
-    assert "this machine: host" in text and "HOST EMULATION" in text
-    assert text.count("label ") == 8 and "top-1 " in text and "(host C-simulation)" in text
+    engine = _expected_engine(overlay_root)
+    assert "this machine: host" in text and "HOST EMULATION" in text and f"engine: {engine} (host emulation" in text
+    assert text.count("label ") == 8 and "top-1 " in text and f"(host emulation, {engine} engine)" in text
     assert "image/png" in text  # the image grid
 
 
-def test_fpga_vs_cpu_runs(kernel_env):
+def test_fpga_vs_cpu_runs(kernel_env, overlay_root):
     text = _run("02_fpga_vs_cpu.ipynb", kernel_env)
+    assert f"FPGA engine: {_expected_engine(overlay_root)} (host emulation" in text
     assert "sweep (1, 4)" in text and "top-1 FPGA" in text
     assert "## Batch-size sweep" in text and "Power: not available (host emulation)." in text
     assert text.count("image/png") == 3  # FPGA vs CPU, throughput vs batch, latency histogram

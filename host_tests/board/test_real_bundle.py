@@ -8,6 +8,7 @@ the quantized Keras model's predictions that ``hls_build`` stored in the bundle.
 
 from __future__ import annotations
 
+import json
 import os
 from pathlib import Path
 
@@ -47,9 +48,14 @@ def test_dma_path_equals_direct_csim_and_agrees_with_keras(real_bundle, cifar10_
     bundle = load_bundle(real_bundle)
     m = bundle.manifest
     test = load_split("test", directory=cifar10_dir).head(N_IMAGES)
-    with Accelerator(bundle, batch_size=5) as acc:  # 5 + 5 + 2: several DMA transfers
+    with Accelerator(bundle, batch_size=5, engine="csim") as acc:  # 5 + 5 + 2: several DMA transfers
+        assert acc.engine == "csim"
         raw = acc.predict_raw(test.images)
         assert [t.images for t in acc.take_timings()] == [5, 5, 2]
+    # The default engine, as for `python -m board bench`: the fast engine, the same bits through the same DMA path.
+    with Accelerator(bundle, batch_size=5) as acc:
+        assert acc.engine == "fast" and "bit-exact numpy" in acc.engine_description
+        np.testing.assert_array_equal(acc.predict_raw(test.images), raw)
 
     # The library called directly (floats in, floats out), no DMA, no raw codes on the way in.
     kernel = CSimKernel.from_bundle(bundle)
@@ -75,3 +81,27 @@ def test_bench_runs_the_fast_engine_and_cross_checks_it_against_the_csim(real_bu
     assert cc == {**cc, "images": 6, "identical": 6, "bit_exact": True}
     assert "bit-identical (6/6)" in render_markdown(report)
     assert report["images"] == 40 and (out / "report.json").is_file()
+
+
+def test_bench_exits_1_when_the_fast_engine_differs(real_bundle, cifar10_dir, tmp_path, monkeypatch, capsys):
+    """A failed bit-exact cross-check is a failed check (exit 1, one error line), and the report is still written."""
+    from board.__main__ import main
+    from board.fast_engine import FastEngine
+
+    if not read_manifest(real_bundle).hls.get("firmware_graph"):
+        pytest.skip("bundle built before bundles carried their firmware graph")
+    exact = FastEngine.predict_raw
+
+    def off_by_one(self, raw_in):  # a broken engine: the first logit code of every image one LSB off
+        out = exact(self, raw_in).copy()
+        out[:, 0] += 1
+        return out
+
+    monkeypatch.setattr(FastEngine, "predict_raw", off_by_one)
+    out = tmp_path / "report"
+    args = ["bench", "--bundle", str(real_bundle), "-n", "6", "--batch-size", "3", "--csim-check", "3", "--no-plots",
+            "--no-progress", "--out", str(out), "--cifar10-dir", str(cifar10_dir)]  # fmt: skip
+    assert main(args) == 1
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err[-1].startswith("error: the fast engine and the hls4ml C-simulation differ on 3 of 3 images")
+    assert json.loads((out / "report.json").read_text())["engine"]["csim_check"]["identical"] == 0
