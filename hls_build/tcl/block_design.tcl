@@ -78,7 +78,7 @@ create_bd_cell -type ip -vlnv xilinx.com:ip:proc_sys_reset rst_pl
 connect_bd_net {*}[pins $ps_cell/$pl_clock_pin rst_pl/slowest_sync_clk]
 connect_bd_net {*}[pins $ps_cell/$pl_reset_pin rst_pl/ext_reset_in]
 
-# --- AXI DMA: simple mode, MM2S and S2MM, stream widths = the accelerator's ------------------------------------------
+# --- AXI DMA: simple mode, MM2S and S2MM, stream widths = the accelerator's, 256-beat bursts as hls4ml's design -----
 overlay_step "AXI DMA: simple mode, ${length_width}-bit length, MM2S stream $in_bits bits, S2MM stream $out_bits bits"
 create_bd_cell -type ip -vlnv xilinx.com:ip:axi_dma:7.1 $dma_cell
 # The S2MM widths propagate from the connected stream unless marked as set by the user (as in hls4ml's templates).
@@ -95,6 +95,8 @@ set_property -dict [list \
     CONFIG.c_m_axis_mm2s_tdata_width $in_bits \
     CONFIG.c_m_axi_s2mm_data_width $mm_bits \
     CONFIG.c_s_axis_s2mm_tdata_width $out_bits \
+    CONFIG.c_mm2s_burst_size {256} \
+    CONFIG.c_s2mm_burst_size {256} \
 ] [get_bd_cells $dma_cell]
 
 # --- the accelerator: one AXI4-Stream in, one out, both with TLAST -----------------------------------------------------
