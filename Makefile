@@ -117,6 +117,7 @@ COMPRESS_OUT ?= results/compression/$(MODEL_ID)
 COMPRESS_ARGS ?= --prune percentile:70 --share-bits 5 --retrain-epochs 1 --finetune-epochs 1
 compress: | $(HOST_VENV)/.done
 	$(HOST_PY) -m training compress --model-dir $(COMPRESS_MODEL_DIR) $(COMPRESS_ARGS) --out $(COMPRESS_OUT)
+	$(HOST_PY) -m hls_build compression-report --compressed $(COMPRESS_OUT)
 
 bench-training: | $(HOST_VENV)/.done
 	$(HOST_PY) benchmarks/training_throughput.py

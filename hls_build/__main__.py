@@ -50,6 +50,13 @@ def main(argv: list[str] | None = None) -> int:
     im.add_argument("--test-images", type=int, default=10_000, help="test images for top-1 before and after")
     _add_bitstream_parser(sub)
     _add_estimate_parsers(sub)
+    cr = sub.add_parser(
+        "compression-report",
+        help="what a Deep-Compression run saves in the hls4ml design: hardware.md/json into its folder",
+    )
+    cr.add_argument("--compressed", required=True, help="the run's folder (python -m training compress --out)")
+    cr.add_argument("--model-dir", help="the trained model it compressed (default: its config.json's source)")
+    cr.add_argument("--reuse-factor", type=int, help="ReuseFactor requested (default: the run's, else 64)")
     args = parser.parse_args(argv)
     # Our progress at INFO; other libraries (QKeras, tf2onnx) only when they warn.
     logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(name)s: %(message)s", datefmt="%H:%M:%S")
@@ -60,6 +67,11 @@ def main(argv: list[str] | None = None) -> int:
         return _estimate_commands(args)
     if args.command == "import":
         return _import(args)
+    if args.command == "compression-report":
+        from board.cli import run
+        from hls_build.compression_report import run_cli
+
+        return run(lambda: run_cli(args), interrupted_note="hardware.md/json are written only at the end")
 
     from hls_build.boards import BOARDS
     from hls_build.build import BuildError, BuildOptions, build_bundle

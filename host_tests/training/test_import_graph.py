@@ -1,4 +1,5 @@
-"""The import graph of ``training/``: no import circle, and the sweep engine loads without TensorFlow.
+"""The import graph of ``training/``: no import circle, no import of hls_build, and the sweep engine loads without
+TensorFlow.
 
 The graph is read from the source (every ``import``, also those inside functions, since a lazy import that closes
 a circle is still a circle); no module is imported, so the check costs milliseconds.
@@ -26,21 +27,30 @@ def _modules() -> dict[str, Path]:
     return {_module_name(p): p for p in sorted((ROOT / PACKAGE).rglob("*.py"))}
 
 
-def _imports(name: str, path: Path, modules: dict[str, Path]) -> set[str]:
-    """The project modules ``name`` imports (``from pkg import sub`` counts as importing ``pkg.sub``)."""
-    package = name if path.name == "__init__.py" else name.rpartition(".")[0]
-    found: set[str] = set()
+def _all_imports(path: Path, package: str) -> list[tuple[str, list[str]]]:
+    """Every import statement of ``path`` as ``(module, names)`` with relative imports resolved."""
+    found = []
     for node in ast.walk(ast.parse(path.read_text(), str(path))):
         if isinstance(node, ast.Import):
-            targets = [alias.name for alias in node.names]
+            found += [(alias.name, []) for alias in node.names]
         elif isinstance(node, ast.ImportFrom):
             base = node.module or ""
             if node.level:  # relative: resolved against this module's package
                 anchor = package.split(".")[: len(package.split(".")) - node.level + 1]
                 base = ".".join([*anchor, base] if base else anchor)
-            targets = [f"{base}.{alias.name}" if f"{base}.{alias.name}" in modules else base for alias in node.names]
-        else:
-            continue
+            found.append((base, [alias.name for alias in node.names]))
+    return found
+
+
+def _package_of(name: str, path: Path) -> str:
+    return name if path.name == "__init__.py" else name.rpartition(".")[0]
+
+
+def _imports(name: str, path: Path, modules: dict[str, Path]) -> set[str]:
+    """The project modules ``name`` imports (``from pkg import sub`` counts as importing ``pkg.sub``)."""
+    found: set[str] = set()
+    for base, names in _all_imports(path, _package_of(name, path)):
+        targets = [f"{base}.{n}" if f"{base}.{n}" in modules else base for n in names] or [base]
         for target in targets:
             # `import training.a.b` imports training.a.b; count the deepest module of ours it names.
             while target and target not in modules:
@@ -97,6 +107,17 @@ def test_the_graph_sees_lazy_and_from_imports():
 def test_no_import_circle_in_training():
     cycle = _cycle(_graph())
     assert cycle is None, "import circle: " + " -> ".join(cycle or [])
+
+
+def test_training_never_imports_hls_build():
+    """The flow is training -> hls_build -> overlays -> board: hls_build may import training, not the reverse."""
+    offenders = [
+        f"{name}: {base}"
+        for name, path in _modules().items()
+        for base, names in _all_imports(path, _package_of(name, path))
+        if base.split(".")[0] == "hls_build" or (base == "" and "hls_build" in names)
+    ]
+    assert not offenders, offenders
 
 
 def test_the_sweep_engine_imports_without_tensorflow_or_ray():

@@ -41,8 +41,6 @@ def add_cli_arguments(parser) -> None:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--train-limit", type=int, default=0, help="use only the first N training images (0 = all)")
     parser.add_argument("--test-limit", type=int, default=0, help="evaluate on the first N test images (0 = all)")
-    parser.add_argument("--reuse-factor", type=int, default=64, help="hls4ml ReuseFactor of the multiplier table")
-    parser.add_argument("--no-hardware", action="store_true", help="skip the hls4ml multiplier table")
     parser.add_argument("--out", required=True, help="output folder (compressed_weights.dcw, model.h5, report.*)")
 
 
@@ -63,7 +61,7 @@ def run_cli(args, argv: list[str] | None = None) -> int:
             kmeans_init=args.kmeans_init, finetune_epochs=args.finetune_epochs, finetune_lr=args.finetune_lr,
             centroid_grad=args.centroid_grad,
             gap_bits=args.gap_bits, batch_size=args.batch_size, seed=args.seed, train_limit=args.train_limit,
-            test_limit=args.test_limit, hardware=not args.no_hardware, reuse_factor=args.reuse_factor,
+            test_limit=args.test_limit,
         )  # fmt: skip
         report = compress(args.model_dir, args.out, cfg, command=command)
     except (BoardError, ValueError, OSError) as exc:

@@ -9,9 +9,11 @@ measures CIFAR-10 top-1 after each. Its output folder holds:
   ``metrics.json`` next to it;
 * ``report.md`` / ``report.csv`` / ``report.json``: per-layer table, totals, rates and top-1 per stage
   (:mod:`training.compression.report`);
-* ``hardware.md`` / ``hardware.json``: the multipliers hls4ml generates before and after, per layer and strategy
-  (:mod:`training.compression.hardware`);
 * ``time_per_step.json``.
+
+What the compression saves in the hls4ml design (``hardware.md`` / ``hardware.json``: the multipliers hls4ml
+generates before and after, per layer and strategy) is hls_build's to say, from this folder:
+``python -m hls_build compression-report --compressed <out>`` (:mod:`hls_build.compression_report`).
 
 :func:`add_compressed_to_bundle` puts the ``.dcw`` file into an overlay bundle, so the board can decode the weights
 where it needs them.
@@ -74,8 +76,6 @@ class CompressConfig:
         seed: seed of shuffling and augmentation.
         train_limit: use only the first N training images (0 = all 50,000).
         test_limit: evaluate on the first N test images (0 = all 10,000).
-        hardware: also tabulate the multipliers hls4ml generates before and after (needs hls4ml).
-        reuse_factor: hls4ml ReuseFactor for that table.
     """
 
     prune: str = "percentile:80"
@@ -94,8 +94,6 @@ class CompressConfig:
     seed: int = 0
     train_limit: int = 0
     test_limit: int = 0
-    hardware: bool = True
-    reuse_factor: int = 64
 
     def __post_init__(self) -> None:
         PruneSpec.parse(self.prune, self.prune_overrides)  # ValueError for a bad method or value
@@ -222,7 +220,6 @@ def compress(
         log.info("%-18s top-1 %.4f, %d nonzero kernel weights", stage, accuracy[stage], alive[stage])
 
     t0 = time.perf_counter()
-    before_model = load_trained_model(model_dir / "model.h5") if cfg.hardware else None
     measure("before_pruning")
     times["evaluate_before"] = time.perf_counter() - t0
 
@@ -303,22 +300,11 @@ def compress(
         container_bytes=size, other_params=other_params,
     )  # fmt: skip
 
-    if cfg.hardware and before_model is not None:
-        t0 = time.perf_counter()
-        from training.compression import hardware
-
-        rows = hardware.compare(
-            hardware.multiplier_table(before_model, cfg.reuse_factor),
-            hardware.multiplier_table(decoded_model, cfg.reuse_factor),
-        )
-        (out / "hardware.md").write_text(
-            hardware.to_markdown(rows, f"Multipliers hls4ml 1.3 generates for {model_id} (ReuseFactor "
-                                       f"{cfg.reuse_factor} requested, io_stream)")
-        )  # fmt: skip
-        _atomic_json(out / "hardware.json", rows)
-        times["hardware"] = time.perf_counter() - t0
     write_report(report, out)
     _atomic_json(out / "time_per_step.json", times)
+    # A hardware report of an earlier run in this folder describes other weights; hls_build writes this run's.
+    for stale in ("hardware.md", "hardware.json"):
+        (out / stale).unlink(missing_ok=True)
     log.info("wrote %s (%d bytes) and the report to %s", dcw, size, out)
     return report
 

@@ -1,8 +1,10 @@
 """What pruning saves in the hls4ml design, per layer, read from hls4ml's own conversion (no synthesis).
 
-For each conv/dense layer the model is converted with hls4ml 1.3 (Vivado backend, ``io_stream``, the project's
-precisions from :func:`hls_build.config.build_hls_config`) under three strategies, and the figures hls4ml puts into
-the generated code are collected:
+The hardware side of a Deep-Compression run (``python -m training compress``, ``training/compression/``): given the
+run's folder, the dense model it started from and the compressed model (decoded from its ``compressed_weights.dcw``)
+are each converted with hls4ml 1.3 (Vivado backend, ``io_stream``, the project's precisions from
+:func:`hls_build.config.build_hls_config`) under three strategies, and the figures hls4ml puts into the generated code
+are collected:
 
 * **Latency**: the multiplier allocation limit of the generated config,
   ``DIV_ROUNDUP(n_in * n_out, RF) - n_zeros / RF`` (``backends/vivado/passes/convolution_templates.py`` and
@@ -15,21 +17,41 @@ the generated code are collected:
   ``mult_limit - zero_rows`` (``backends/vivado/passes/unrolled_codegen.py``), where a multiplier is saved only
   when all ``RF`` weights it would serve are zero; products by zero are left out of the generated code.
 
-Products per image are ``(n_in * n_out - n_zeros) * output positions``. The training side needs hls4ml here
-only; the estimates are the generated code's, not a synthesis report.
+Products per image are ``(n_in * n_out - n_zeros) * output positions``. The estimates are the generated code's,
+not a synthesis report.
+
+Command line: ``python -m hls_build compression-report --compressed results/compression/<run>`` writes
+``hardware.md`` and ``hardware.json`` into the run's folder (:func:`write_hardware_report`).
 """
 
 from __future__ import annotations
 
 import contextlib
 import io
+import json
 import math
+import os
 import re
 import tempfile
 from collections.abc import Mapping, Sequence
+from pathlib import Path
 from typing import Any
 
+from board.errors import ProjectError
+from hls_build.config import HlsSettings, build_hls_config, prepare_model
 from training.keras_compat import keras
+
+#: The compressed weights of a Deep-Compression run (``training.compression.pipeline.COMPRESSED_FILE``).
+COMPRESSED_FILE = "compressed_weights.dcw"
+#: The files written into the run's folder.
+REPORT_MD, REPORT_JSON = "hardware.md", "hardware.json"
+#: ReuseFactor requested when neither the command nor the run's config.json names one (what runs used so far).
+DEFAULT_REUSE_FACTOR = 64
+
+
+class CompressionReportError(ProjectError):
+    """A Deep-Compression folder without what the report needs: its ``.dcw``, its config or the source model."""
+
 
 #: Strategies compared (hls4ml's spelling).
 STRATEGIES = ("Latency", "Resource", "resource_unrolled")
@@ -39,8 +61,6 @@ PART = "xc7z020clg400-1"
 
 def _convert(model: keras.Model, strategy: str, reuse_factor: int, work_dir: str):
     import hls4ml
-
-    from hls_build.config import HlsSettings, build_hls_config, prepare_model
 
     base = "Latency" if strategy == "Latency" else "Resource"
     # As hls_build converts it: BatchNormalization folded (a pruned zero stays zero when scaled).
@@ -168,3 +188,99 @@ def to_markdown(rows: Sequence[Mapping[str, Any]], title: str = "Multipliers hls
             f"{tot['resource_unrolled_min_multipliers_after']:,} |"
         )
     return "\n".join(lines) + "\n"
+
+
+def compressed_models(compressed_dir: str | os.PathLike, model_dir: str | os.PathLike | None = None
+                      ) -> tuple[keras.Model, keras.Model, dict[str, Any]]:  # fmt: skip
+    """The dense source model and the compressed model of a Deep-Compression run, and the run's settings.
+
+    The compressed model is the source model with the weights decoded from the run's ``compressed_weights.dcw``
+    (what ``python -m training compress`` itself decodes into its ``model.h5``), so the committed ``.dcw`` and the
+    source model are all it takes.
+
+    Args:
+        compressed_dir: the run's folder (``compressed_weights.dcw``, ``config.json``).
+        model_dir: the trained model it compressed (default: ``compression.source`` of its ``config.json``).
+
+    Returns:
+        ``(before, after, compression)``: the two models and the ``compression`` record of ``config.json``.
+
+    Raises:
+        CompressionReportError: no ``.dcw`` or no source ``model.h5``, or a ``.dcw`` of other layers.
+    """
+    from board.compressed_weights import CompressedWeightsError, decode_layers
+
+    run = Path(compressed_dir)
+    dcw = run / COMPRESSED_FILE
+    if not dcw.is_file():
+        raise CompressionReportError(f"{run}: no {COMPRESSED_FILE}; give the folder `python -m training compress` "
+                                     "wrote (--out)")  # fmt: skip
+    config_path = run / "config.json"
+    try:
+        record = json.loads(config_path.read_text()) if config_path.is_file() else {}
+    except ValueError as exc:
+        raise CompressionReportError(f"{config_path}: not JSON ({exc})") from exc
+    compression = dict(record.get("compression") or {})
+    source = Path(model_dir) if model_dir is not None else compression.get("source")
+    if source is None:
+        raise CompressionReportError(f"{config_path}: no compression.source; give --model-dir (the trained model)")
+    weights = Path(source) / "model.h5"
+    if not weights.is_file():
+        raise CompressionReportError(
+            f"{weights}: the source model of {run} is not here; give --model-dir, or train it again "
+            "(results/compression/README.md names each run's source)"
+        )
+    from training.train import load_trained_model
+
+    before = load_trained_model(weights)
+    after = load_trained_model(weights)
+    try:
+        for name, arrays in decode_layers(dcw).items():
+            after.get_layer(name).set_weights(arrays)
+    except (CompressedWeightsError, ValueError) as exc:
+        raise CompressionReportError(f"{dcw} does not fit {weights}: {exc}") from exc
+    compression.setdefault("source_model_id", record.get("model_id", Path(source).name).removesuffix("_dc"))
+    return before, after, compression
+
+
+def write_hardware_report(compressed_dir: str | os.PathLike, model_dir: str | os.PathLike | None = None,
+                          reuse_factor: int | None = None) -> list[dict[str, Any]]:  # fmt: skip
+    """Write ``hardware.md`` and ``hardware.json`` into a Deep-Compression run's folder.
+
+    Args:
+        compressed_dir: the run's folder.
+        model_dir: the trained model it compressed (default: the one its ``config.json`` names).
+        reuse_factor: ReuseFactor requested (default: the run's recorded one, else 64).
+
+    Returns:
+        The :func:`compare` rows written to ``hardware.json``.
+
+    Raises:
+        CompressionReportError: see :func:`compressed_models`.
+    """
+    before, after, compression = compressed_models(compressed_dir, model_dir)
+    rf = int(reuse_factor or compression.get("reuse_factor") or DEFAULT_REUSE_FACTOR)
+    if rf < 1:
+        raise CompressionReportError(f"reuse factor must be >= 1, got {rf}")
+    rows = compare(multiplier_table(before, rf), multiplier_table(after, rf))
+    out = Path(compressed_dir)
+    title = (
+        f"Multipliers hls4ml 1.3 generates for {compression['source_model_id']} (ReuseFactor {rf} requested, io_stream)"
+    )
+    _write_atomic(out / REPORT_MD, to_markdown(rows, title))
+    _write_atomic(out / REPORT_JSON, json.dumps(rows, indent=2) + "\n")
+    return rows
+
+
+def _write_atomic(path: Path, text: str) -> None:
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(text)
+    os.replace(tmp, path)
+
+
+def run_cli(args) -> int:
+    """Run ``python -m hls_build compression-report`` from parsed arguments; returns the exit code."""
+    rows = write_hardware_report(args.compressed, args.model_dir, args.reuse_factor)
+    print(json.dumps({"layers": len(rows), "out": [str(Path(args.compressed) / f) for f in (REPORT_MD, REPORT_JSON)]},
+                     indent=2))  # fmt: skip
+    return 0
