@@ -58,6 +58,8 @@ class Manifest:
         csim_library: bundle-relative path of the compiled C-simulation library (emulated kernel).
         csim_entry: the library's ``extern "C"`` entry point taking ``float*`` in and out.
         onnx_reference: bundle-relative path of the float ONNX export of the quantized Keras model.
+        onnx_reference_int8: bundle-relative path of its 8-bit version (onnxruntime static quantization, QDQ,
+            calibrated on training images; see ``hls_build.int8_reference``), or None in older bundles.
         dma: DMA parameters (``max_transfer_bytes``, ``length_width_bits``).
         hls: hls4ml settings used (backend, io_type, clock, reuse factor, strategy, precisions).
         metrics: figures measured while building (Keras top-1, C-sim agreement, ...), each labelled.
@@ -80,6 +82,7 @@ class Manifest:
     csim_library: str | None = None
     csim_entry: str | None = None
     onnx_reference: str | None = None
+    onnx_reference_int8: str | None = None
     dma: dict[str, Any] = field(default_factory=dict)
     hls: dict[str, Any] = field(default_factory=dict)
     metrics: dict[str, Any] = field(default_factory=dict)
@@ -161,7 +164,8 @@ def write_manifest(root: str | os.PathLike, manifest: Manifest) -> Manifest:
     if manifest.board not in BOARDS:
         raise BundleError(f"unknown board {manifest.board!r}; supported: {', '.join(BOARDS)}")
     files = {rel: sha256_file(root / rel) for rel in _bundle_files(root)}
-    for ref in (manifest.bitstream, manifest.hwh, manifest.csim_library, manifest.onnx_reference):
+    refs = (manifest.bitstream, manifest.hwh, manifest.csim_library, manifest.onnx_reference)
+    for ref in (*refs, manifest.onnx_reference_int8):
         if ref is not None and ref not in files:
             raise BundleError(f"manifest names {ref!r} but {root / ref} does not exist")
     done = Manifest(**{**manifest.__dict__, "files": files})
