@@ -1,9 +1,10 @@
-"""Command line of the board runtime: ``python -m board {list,validate,bench,demo,remote-bench}``.
+"""Command line of the board runtime: ``python -m board {list,validate,doctor,bench,demo,remote-bench}``.
 
 Examples::
 
     python -m board list                                   # bundles under the overlay roots, this board's first
     python -m board validate overlays/pynq-z2/resnet8_w8a8
+    python -m board doctor --bundle resnet8_w8a8           # bring-up checks: pynq, board, CMA, overlay, DMA, clock
     python -m board bench --bundle resnet8_w8a8 -n 1000 --batch-size 100 --batch-sizes 1,10,100
     python -m board bench --bundle overlays/zcu104/resnet8_w8a8              # power from PMBus on the ZCU104
     python -m board bench --bundle ... --external-power-watts 2.9 --external-idle-watts 2.4   # PYNQ-Z2 + meter
@@ -164,6 +165,28 @@ def _cmd_validate(args: argparse.Namespace) -> int:
         print(f"   .hwh: DMA {hardware['dma']} ({hardware['dma_vlnv']}), accelerator {hardware['accelerator']}")
     if m.bitstream:
         print(f"   .hwh metadata cache: {cache.state}: {cache.detail}")
+    return EXIT_OK
+
+
+# ------------------------------------------------------------------------------------------------------ doctor
+def _cmd_doctor(args: argparse.Namespace) -> int:
+    from board.doctor import doctor_exit, render_doctor, run_doctor
+
+    report = run_doctor(
+        args.bundle,
+        board=None if args.board == "auto" else args.board,
+        timeout_s=args.timeout,
+        check_timeout_s=args.check_timeout,
+        engine=args.engine,
+    )
+    sys.stdout.write(render_doctor(report))
+    if args.json:
+        try:
+            Path(args.json).parent.mkdir(parents=True, exist_ok=True)
+            Path(args.json).write_text(json.dumps(report.to_dict(), indent=2) + "\n")
+        except OSError as exc:
+            raise BoardError(f"cannot write {args.json}: {exc}") from exc
+    doctor_exit(report)  # exit 1 when a check failed
     return EXIT_OK
 
 
@@ -429,6 +452,18 @@ def build_parser() -> argparse.ArgumentParser:
         help="remove pynq's cached overlay metadata when it was not parsed from this bundle's .hwh",
     )
     val.set_defaults(func=_cmd_validate)
+
+    doc = sub.add_parser(
+        "doctor",
+        parents=[board_opt],
+        help="check this board (or host) and a bundle: pynq, board, memory, bundle, overlay, DMA, PL clock",
+    )
+    doc.add_argument("--bundle", help="bundle to check (default: the first for this board; emulated on the host)")
+    doc.add_argument("--timeout", type=_positive_float, default=10.0, help="seconds allowed per DMA batch (10)")
+    doc.add_argument("--check-timeout", type=_positive_float, default=120.0, help="seconds allowed per check (120)")
+    doc.add_argument("--engine", choices=("auto", "fast", "csim"), default="auto", help="emulated bundles' engine")
+    doc.add_argument("--json", help="also write the checks to this JSON file")
+    doc.set_defaults(func=_cmd_doctor)
 
     demo = sub.add_parser("demo", parents=[board_opt], help="classify a few test images with the first bundle found")
     demo.add_argument("--bundle", help="bundle (default: the first for this board; emulated on the host)")
