@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from hls_build.fold import FoldedLayer, fold_batchnorm
+from hls_build.fold import FoldedLayer, fold_batchnorm, needs_folding
 from hls_build.fuse import fuse_relus, keras_outputs, serialize_result_casts
 from hls_build.precision import Precisions, derive_precisions, hls_precision_entries
 from training.data import INPUT_FIXED_POINT
@@ -73,7 +73,7 @@ def prepare_model(model: keras.Model) -> tuple[keras.Model, list[FoldedLayer]]:
     Returns:
         The prepared model and the folds made (empty when there was nothing to fold).
     """
-    if not any(type(layer).__name__ == "BatchNormalization" for layer in model.layers):
+    if not needs_folding(model):
         return model, []
     folded, info = fold_batchnorm(model)
     log.info("folded %d BatchNormalization layers into the layers before them", len(info))

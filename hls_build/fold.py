@@ -18,6 +18,11 @@ The folded weights are stored already quantized, so QKeras's quantizer leaves th
 very same values: the folded Keras model and the firmware compute the same sums exactly. Folding re-rounds the
 kernel, so the folded model is a (slightly) different model: :func:`fold_batchnorm` reports what changed and the
 build records the top-1 of both.
+
+A convolution trained with its BatchNormalization already folded in (QKeras ``QConv2DBatchnorm``, ``--fold-bn`` in
+training) needs none of this: at inference it computes with its quantizers applied to the folded kernel and bias,
+so it becomes a ``QConv2D`` holding exactly those quantized values, in those formats, computed with the layer's own
+float32 operations: the deployed model is the trained one (the build checks it with the top-1 of both).
 """
 
 from __future__ import annotations
@@ -29,6 +34,7 @@ from typing import Any
 
 import numpy as np
 
+from board.errors import ProjectError
 from board.fixed_point import FixedPoint
 from training.data import INPUT_FIXED_POINT
 from training.keras_compat import keras
@@ -41,9 +47,11 @@ MAX_BIAS_BITS = 32
 MIN_KERNEL_INTEGER_BITS = 1
 
 FOLDABLE = ("Conv2D", "QConv2D", "Dense", "QDense")
+#: Layers trained with their BatchNormalization folded in (their quantizers already round the folded values).
+FOLDED_IN_TRAINING = ("QConv2DBatchnorm",)
 
 
-class FoldError(ValueError):
+class FoldError(ProjectError, ValueError):
     """A model whose BatchNormalization layers cannot be folded as asked."""
 
 
@@ -59,6 +67,8 @@ class FoldedLayer:
         kernel_max_abs: ``max |W'|`` before rounding.
         kernel_rounding_error: ``max |W' - round(W')|``.
         bias_exact: the bias has all the accumulator's fractional bits (False when capped at ``MAX_BIAS_BITS``).
+        in_training: folded during training (``QConv2DBatchnorm``): the types are the layer's own quantizers', and
+            the kernel and bias are the values the trained model computes with.
     """
 
     layer: str
@@ -68,6 +78,13 @@ class FoldedLayer:
     kernel_max_abs: float
     kernel_rounding_error: float
     bias_exact: bool
+    in_training: bool = False
+
+
+def needs_folding(model: keras.Model) -> bool:
+    """Whether ``model`` has a BatchNormalization to fold, or a layer trained with one folded in."""
+    kinds = ("BatchNormalization", *FOLDED_IN_TRAINING)
+    return any(type(layer).__name__ in kinds for layer in model.layers)
 
 
 def integer_bits_for(max_abs: float, signed: bool = True) -> int:
@@ -147,9 +164,10 @@ def tensor_frac_bits(model: keras.Model) -> dict[str, int | None]:
             fx[layer.name] = FixedPoint.parse(INPUT_FIXED_POINT).width - FixedPoint.parse(INPUT_FIXED_POINT).integer
         elif kind == "QActivation":
             fx[layer.name] = _frac_bits(quantizer_format(layer.quantizer))
-        elif kind in ("QConv2D", "QDense"):
+        elif kind in ("QConv2D", "QDense", *FOLDED_IN_TRAINING):
             fw = _frac_bits(quantizer_format(layer.kernel_quantizer_internal))
-            fb = _frac_bits(quantizer_format(layer.bias_quantizer_internal)) if layer.use_bias else 0
+            has_bias = layer.use_bias or kind in FOLDED_IN_TRAINING  # a folded layer always adds its folded bias
+            fb = _frac_bits(quantizer_format(layer.bias_quantizer_internal)) if has_bias else 0
             ok = None not in (src[0], fw, fb)
             fx[layer.name] = max(src[0] + fw, fb) if ok else None
         elif kind == "Add":
@@ -195,10 +213,46 @@ def _kernel_values(layer: keras.layers.Layer) -> tuple[np.ndarray, np.ndarray | 
     return kernel.astype(np.float64), None if bias is None else bias.astype(np.float64)
 
 
+def _trained_fold(layer: keras.layers.Layer) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """A ``QConv2DBatchnorm``'s float folded kernel and bias, and both quantized, exactly as its inference computes.
+
+    The same float32 TensorFlow operations in the same order as QKeras's ``call`` with ``training=False`` (moving
+    statistics, no correction factor), so the quantizers see bit-identical inputs and round them identically.
+    """
+    from training.keras_compat import tf
+
+    bn = layer.batchnorm
+    inv = tf.math.rsqrt(bn.moving_variance + bn.epsilon)
+    if bn.gamma is not None:
+        inv *= bn.gamma
+    bias = layer.bias if layer.use_bias else 0
+    folded_bias = inv * (bias - bn.moving_mean)
+    if bn.beta is not None:
+        folded_bias += bn.beta
+    folded_kernel = inv * layer.kernel
+    kq, bq = layer.kernel_quantizer_internal, layer.bias_quantizer_internal
+    if quantizer_format(kq) is None or quantizer_format(bq) is None:
+        raise FoldError(
+            f"{layer.name!r} was trained with BatchNormalization folded in but its kernel quantizer {kq} or bias "
+            f"quantizer {bq} has no fixed-point format (quantized_bits with alpha=1)"
+        )
+    q_kernel, q_bias = np.asarray(kq(folded_kernel), np.float32), np.asarray(bq(folded_bias), np.float32)
+    return folded_kernel.numpy(), folded_bias.numpy(), q_kernel, q_bias
+
+
+def _qconv2d_keys() -> set[str]:
+    from qkeras import QConv2D
+
+    return set(QConv2D(1, 1).get_config())
+
+
 def fold_batchnorm(
     model: keras.Model, weight_bits: int | None = None, name: str | None = None
 ) -> tuple[keras.Model, list[FoldedLayer]]:
     """Fold every ``Conv2D/QConv2D/Dense/QDense -> BatchNormalization`` pair into one quantized layer.
+
+    A ``QConv2DBatchnorm`` (trained with its BatchNormalization folded in) becomes a ``QConv2D`` holding the
+    quantized folded kernel and bias it computes with (see the module doc).
 
     Args:
         model: a functional Keras model (QKeras layers allowed).
@@ -222,7 +276,31 @@ def fold_batchnorm(
     folded: list[FoldedLayer] = []
     renames: dict[str, str] = {}
     drop: set[str] = set()
+    conv_keys: set[str] | None = None
     for entry in config["layers"]:
+        if entry["class_name"] in FOLDED_IN_TRAINING:
+            layer = model.get_layer(entry["name"])
+            w_fold, b_fold, w_q, b_q = _trained_fold(layer)
+            kfmt = quantizer_format(layer.kernel_quantizer_internal)
+            bfmt = quantizer_format(layer.bias_quantizer_internal)
+            conv_keys = conv_keys or _qconv2d_keys()
+            # The BatchNormalization's own keys (axis, momentum, ...) mean nothing to a QConv2D.
+            entry["config"] = {k: v for k, v in entry["config"].items() if k in conv_keys}
+            to_quantized_entry(entry, kfmt[:2], bfmt[:2])
+            new_weights[entry["name"]] = [w_q, b_q]
+            folded.append(
+                FoldedLayer(
+                    layer=entry["name"],
+                    batchnorm=f"{entry['name']} (QConv2DBatchnorm)",
+                    kernel_type=f"ap_fixed<{kfmt[0]},{kfmt[1]}>",
+                    bias_type=f"ap_fixed<{bfmt[0]},{bfmt[1]}>",
+                    kernel_max_abs=float(np.max(np.abs(w_fold))),
+                    kernel_rounding_error=float(np.max(np.abs(w_fold - w_q))),
+                    bias_exact=True,
+                    in_training=True,
+                )
+            )
+            continue
         if entry["class_name"] != "BatchNormalization":
             continue
         refs = [ref for node in entry["inbound_nodes"] for ref in node]

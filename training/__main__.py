@@ -42,6 +42,11 @@ def main(argv: list[str] | None = None) -> int:
     tr.add_argument("--init-from-teacher", action="store_true", help="start the student from the teacher's weights")
     tr.add_argument("--skip-every", type=int, default=3, help="epochs between two skip removals/shortenings")
     tr.add_argument("--restart", action="store_true", help="ignore checkpoints of an earlier run in --out")
+    tr.add_argument("--fold-bn", action="store_true",
+                    help="train each convolution with its BatchNormalization folded in (QConv2DBatchnorm): the "
+                    "model trained is the model deployed (quantized models only)")  # fmt: skip
+    tr.add_argument("--bn-freeze-epoch", type=float, default=0.0,
+                    help="with --fold-bn: freeze the BatchNormalization statistics from this epoch on (0 = never)")
     tr.add_argument("--batch-size", type=int, default=128)
     tr.add_argument("--lr", type=float, default=0.1, help="peak learning rate")
     tr.add_argument("--seed", type=int, default=0)
@@ -120,6 +125,7 @@ def main(argv: list[str] | None = None) -> int:
             kd_loss=args.kd_loss or ("tailor" if args.method.startswith("skip") else "hinton"),
             kd_temperature=args.kd_temperature, kd_alpha=args.kd_alpha, init_from_teacher=args.init_from_teacher,
             skip_every_epochs=args.skip_every, train_limit=args.train_limit, test_limit=args.test_limit,
+            fold_bn=args.fold_bn, bn_freeze_epoch=args.bn_freeze_epoch,
         )  # fmt: skip
         result = train(cfg, args.out, restart=args.restart)
     except (BoardError, UnknownModelError, QuantSpecError, ConfigMismatchError, ValueError, OSError) as exc:

@@ -25,6 +25,13 @@ model, so the optimizer state carries on. :func:`export_clean` turns it into the
 
 Layer names are stable (``s2b1_conv1``, ``s2b1_proj_conv``, ``logits``...) because hls_build configures
 precisions per layer name, and weights move between gated and clean models by name.
+
+*Folded* models (``fold_bn=True``, quantized only) train every ``conv -> BatchNormalization`` pair as one QKeras
+``QConv2DBatchnorm`` named like the convolution: the kernel is scaled by ``gamma / sqrt(moving_var + eps)`` and then
+quantized, and the folded bias quantized, in every training step (Jacob et al. 2018, the "ema statistics" folding:
+a correction factor makes the training-time output that of batch statistics until the statistics are frozen). The
+quantized folded kernel and bias are what the firmware multiplies with, so hls_build's fold after training only
+copies them (nothing is rounded again): the model trained is the model deployed.
 """
 
 from __future__ import annotations
@@ -34,6 +41,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from board.errors import ProjectError
 from training.keras_compat import keras, tf
 from training.quant import QuantSpec
 
@@ -44,7 +52,7 @@ INPUT_SHAPE = (32, 32, 3)
 SKIP_MODES = ("long", "short", "none")
 
 
-class UnknownModelError(KeyError):
+class UnknownModelError(ProjectError, KeyError):
     """A model name that is not in the registry."""
 
     def __str__(self) -> str:
@@ -60,12 +68,18 @@ class ResNetConfig:
         skips: one mode per residual block, input end first: ``long``, ``short`` or ``none`` (see the module doc).
         quant: fixed-point spec for weights, biases and activations, or None for a float model.
         weight_decay: L2 factor on conv and dense kernels (Keras adds ``weight_decay * sum(w^2)`` to the loss).
+        fold_bn: train each convolution and its BatchNormalization as one ``QConv2DBatchnorm`` (quantized only).
     """
 
     depth: int
     skips: tuple[str, ...]
     quant: QuantSpec | None = None
     weight_decay: float = 5e-5
+    fold_bn: bool = False
+
+    def __post_init__(self) -> None:
+        if self.fold_bn and self.quant is None:
+            raise ValueError("fold_bn folds BatchNormalization into quantized convolutions: give a quantization spec")
 
     @property
     def blocks_per_stage(self) -> int:
@@ -132,8 +146,17 @@ class SkipGate(keras.layers.Layer):
         return {**super().get_config(), "initial": self.initial}
 
 
+def batchnorm_name(conv_name: str) -> str:
+    """The BatchNormalization after a convolution: ``s1b1_conv1`` -> ``s1b1_bn1``, ``stem_conv`` -> ``stem_bn``."""
+    return conv_name.replace("_conv", "_bn")
+
+
 def _layers(cfg: ResNetConfig):
-    """Layer factories for the float or quantized variant, so the topology is written once."""
+    """Layer factories for the float or quantized variant, so the topology is written once.
+
+    ``conv_bn(filters, kernel, strides, name)`` returns a callable applying the convolution and its
+    BatchNormalization (two layers, or one ``QConv2DBatchnorm`` named ``name`` when ``cfg.fold_bn``).
+    """
     reg = keras.regularizers.l2(cfg.weight_decay) if cfg.weight_decay else None
     if cfg.quant is None:
 
@@ -149,29 +172,41 @@ def _layers(cfg: ResNetConfig):
         def dense(units, name):
             return keras.layers.Dense(units, kernel_regularizer=reg, name=name)
 
-        return conv, relu, dense
+    else:
+        from qkeras import QActivation, QConv2D, QDense
 
-    from qkeras import QActivation, QConv2D, QDense
+        q = cfg.quant
 
-    q = cfg.quant
+        def conv(filters, kernel, strides, name):
+            return QConv2D(
+                filters, kernel, strides=strides, padding="same", use_bias=False,
+                kernel_quantizer=q.weight_quantizer(), kernel_initializer="he_normal",
+                kernel_regularizer=reg, name=name,
+            )  # fmt: skip
 
-    def qconv(filters, kernel, strides, name):
-        return QConv2D(
-            filters, kernel, strides=strides, padding="same", use_bias=False,
-            kernel_quantizer=q.weight_quantizer(), kernel_initializer="he_normal",
-            kernel_regularizer=reg, name=name,
-        )  # fmt: skip
+        def relu(name):
+            return QActivation(q.relu_quantizer(), name=name)
 
-    def qrelu(name):
-        return QActivation(q.relu_quantizer(), name=name)
+        def dense(units, name):
+            return QDense(
+                units, kernel_quantizer=q.weight_quantizer(), bias_quantizer=q.weight_quantizer(),
+                kernel_regularizer=reg, name=name,
+            )  # fmt: skip
 
-    def qdense(units, name):
-        return QDense(
-            units, kernel_quantizer=q.weight_quantizer(), bias_quantizer=q.weight_quantizer(),
-            kernel_regularizer=reg, name=name,
-        )  # fmt: skip
+    def conv_bn(filters, kernel, strides, name):
+        if cfg.fold_bn:
+            from qkeras import QConv2DBatchnorm
 
-    return qconv, qrelu, qdense
+            # No bias of its own (BatchNormalization's beta is the bias); the folded bias gets its own quantizer.
+            return QConv2DBatchnorm(
+                filters, kernel, strides=strides, padding="same", use_bias=False,
+                kernel_quantizer=cfg.quant.weight_quantizer(), bias_quantizer=cfg.quant.folded_bias_quantizer(),
+                kernel_initializer="he_normal", kernel_regularizer=reg, name=name,
+            )  # fmt: skip
+        c, bn = conv(filters, kernel, strides, name), keras.layers.BatchNormalization(name=batchnorm_name(name))
+        return lambda x: bn(c(x))
+
+    return conv_bn, relu, dense
 
 
 def _gates_for(mode: str) -> dict[str, float]:
@@ -187,13 +222,11 @@ def build_resnet(cfg: ResNetConfig, name: str | None = None, gated: bool = False
         gated: build every skip path of every block behind a :class:`SkipGate` (``<block>_gate_long``,
             ``_gate_short1``, ``_gate_short2``), set from ``cfg.skips``; see :func:`set_skip_modes`.
     """
-    conv, relu, dense = _layers(cfg)
-    bn = keras.layers.BatchNormalization
+    conv_bn, relu, dense = _layers(cfg)
     add = keras.layers.Add
     # An Input layer literally named "input" is refused by hls4ml.
     inputs = keras.Input(shape=INPUT_SHAPE, name="image")
-    x = conv(STAGE_FILTERS[0], 3, 1, "stem_conv")(inputs)
-    x = bn(name="stem_bn")(x)
+    x = conv_bn(STAGE_FILTERS[0], 3, 1, "stem_conv")(inputs)
     x = relu("stem_relu")(x)
     block = 0
     for stage, filters in enumerate(STAGE_FILTERS, start=1):
@@ -203,18 +236,15 @@ def build_resnet(cfg: ResNetConfig, name: str | None = None, gated: bool = False
             strides = 2 if (stage > 1 and b == 1) else 1
             shortcut = x
             if strides != 1 and (gated or mode != "none"):
-                shortcut = conv(filters, 1, strides, f"{p}_proj_conv")(x)
-                shortcut = bn(name=f"{p}_proj_bn")(shortcut)
+                shortcut = conv_bn(filters, 1, strides, f"{p}_proj_conv")(x)
             gates = _gates_for(mode)
-            y = conv(filters, 3, strides, f"{p}_conv1")(x)
-            y = bn(name=f"{p}_bn1")(y)
+            y = conv_bn(filters, 3, strides, f"{p}_conv1")(x)
             if gated:
                 y = add(name=f"{p}_add1")([y, SkipGate(gates["short1"], name=f"{p}_gate_short1")(shortcut)])
             elif mode == "short":
                 y = add(name=f"{p}_add1")([y, shortcut])
             h = relu(f"{p}_relu1")(y)
-            y = conv(filters, 3, 1, f"{p}_conv2")(h)
-            y = bn(name=f"{p}_bn2")(y)
+            y = conv_bn(filters, 3, 1, f"{p}_conv2")(h)
             if gated:
                 long_path = SkipGate(gates["long"], name=f"{p}_gate_long")(shortcut)
                 short_path = SkipGate(gates["short2"], name=f"{p}_gate_short2")(h)
@@ -274,8 +304,49 @@ def depth_of_model(model: keras.Model) -> int:
     return 6 * (n_blocks // 3) + 2
 
 
+#: Parameters of a convolution + BatchNormalization pair, by the end of their variable names.
+_CONV_BN_PARAMS = ("kernel", "gamma", "beta", "moving_mean", "moving_variance")
+
+
+def is_folded_layer(layer: keras.layers.Layer) -> bool:
+    """A convolution trained with its BatchNormalization folded in (QKeras ``QConv2DBatchnorm``)."""
+    return type(layer).__name__ == "QConv2DBatchnorm"
+
+
+def _conv_bn_params(model: keras.Model, conv_name: str) -> dict[str, tf.Variable] | None:
+    """The variables of ``conv_name`` and its BatchNormalization, folded or not; None if it has no pair."""
+    layer = model.get_layer(conv_name)
+    if is_folded_layer(layer):
+        variables = [layer.kernel, *layer.batchnorm.weights]
+    else:
+        try:
+            bn = model.get_layer(batchnorm_name(conv_name))
+        except ValueError:
+            return None
+        if getattr(layer, "use_bias", False):
+            return None  # a bias of its own has no place in the other form
+        variables = [layer.kernel, *bn.weights]
+    by_key = {v.name.split("/")[-1].split(":")[0]: v for v in variables}
+    return by_key if set(_CONV_BN_PARAMS) <= set(by_key) else None
+
+
+def _copy_across_folding(source: keras.Model, target: keras.Model, name: str) -> None:
+    """Copy ``name``'s convolution + BatchNormalization between a folded and an unfolded model (either way)."""
+    src, dst = _conv_bn_params(source, name), _conv_bn_params(target, name)
+    if src is None or dst is None:
+        raise ValueError(f"layer {name!r}: cannot copy between {source.name} and {target.name}: one of them has "
+                         "no convolution + BatchNormalization pair there")  # fmt: skip
+    for key in _CONV_BN_PARAMS:
+        if tuple(src[key].shape) != tuple(dst[key].shape):
+            raise ValueError(f"layer {name!r}: {key} shapes {tuple(src[key].shape)} != {tuple(dst[key].shape)}")
+        dst[key].assign(src[key])
+
+
 def copy_weights_by_name(source: keras.Model, target: keras.Model, skip: Sequence[str] = ()) -> int:
     """Copy every layer's weights from ``source`` into the same-named layer of ``target``, verified.
+
+    A convolution folded with its BatchNormalization in one model (``QConv2DBatchnorm``) and a convolution followed
+    by ``*_bn*`` in the other are copied as the pair (kernel, gamma, beta, moving mean and variance).
 
     Args:
         source: model to copy from.
@@ -291,12 +362,18 @@ def copy_weights_by_name(source: keras.Model, target: keras.Model, skip: Sequenc
     """
     copied = 0
     src = {lyr.name: lyr for lyr in source.layers}
+    # BatchNormalizations that the other model folds into their convolution travel with it.
+    folded_away = {batchnorm_name(lyr.name) for lyr in [*source.layers, *target.layers] if is_folded_layer(lyr)}
     for layer in target.layers:
         weights = layer.get_weights()
-        if not weights or any(part in layer.name for part in skip):
+        if not weights or any(part in layer.name for part in skip) or layer.name in folded_away:
             continue
         if layer.name not in src:
             raise ValueError(f"layer {layer.name!r} of {target.name} has no counterpart in {source.name}")
+        if is_folded_layer(layer) != is_folded_layer(src[layer.name]):
+            _copy_across_folding(source, target, layer.name)
+            copied += 1
+            continue
         values = src[layer.name].get_weights()
         if [w.shape for w in values] != [w.shape for w in weights]:
             raise ValueError(
@@ -316,7 +393,8 @@ def export_clean(gated: keras.Model, quant: QuantSpec | None, weight_decay: floa
         weight_decay: L2 factor to build the clean model with.
     """
     modes = get_skip_modes(gated)
-    cfg = ResNetConfig(depth_of_model(gated), modes, quant, weight_decay)
+    fold_bn = any(is_folded_layer(lyr) for lyr in gated.layers)
+    cfg = ResNetConfig(depth_of_model(gated), modes, quant, weight_decay, fold_bn)
     clean = build_resnet(cfg, name=gated.name)
     copy_weights_by_name(gated, clean)
     return clean
@@ -353,6 +431,7 @@ def create_model(
     skips: str | Sequence[bool | str] = "all",
     weight_decay: float = 5e-5,
     gated: bool = False,
+    fold_bn: bool = False,
 ) -> keras.Model:
     """Create a registered model.
 
@@ -363,16 +442,19 @@ def create_model(
             per residual block, input end first.
         weight_decay: L2 factor on kernels.
         gated: build the gated model (every skip path behind a 0/1 gate) for SkipRemover / SkipShortener.
+        fold_bn: train each convolution with its BatchNormalization folded in (``QConv2DBatchnorm``; needs
+            ``quant``).
 
     Raises:
         UnknownModelError: ``name`` is not registered.
-        ValueError: malformed ``skips``; ``QuantSpecError`` for an unrepresentable ``quant``.
+        ValueError: malformed ``skips``, ``fold_bn`` without ``quant``; ``QuantSpecError`` for an unrepresentable
+            ``quant``.
     """
     if name not in _REGISTRY:
         raise UnknownModelError(f"unknown model {name!r}; available: {', '.join(list_models())}")
     if isinstance(quant, str):
         quant = QuantSpec.parse(quant)
-    return _REGISTRY[name](quant=quant, skips=skips, weight_decay=weight_decay, gated=gated)
+    return _REGISTRY[name](quant=quant, skips=skips, weight_decay=weight_decay, gated=gated, fold_bn=fold_bn)
 
 
 def _make_factory(depth: int) -> Callable[..., keras.Model]:
@@ -381,8 +463,9 @@ def _make_factory(depth: int) -> Callable[..., keras.Model]:
         skips: str | Sequence[bool | str] = "all",
         weight_decay: float = 5e-5,
         gated: bool = False,
+        fold_bn: bool = False,
     ):
-        cfg = ResNetConfig(depth, resolve_skips(depth, skips), quant, weight_decay)
+        cfg = ResNetConfig(depth, resolve_skips(depth, skips), quant, weight_decay, fold_bn)
         return build_resnet(cfg, name=f"resnet{depth}", gated=gated)
 
     factory.__name__ = f"resnet{depth}"

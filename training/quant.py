@@ -15,11 +15,13 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
+from board.errors import ProjectError
+
 #: The grid of the quantization-aware training experiments.
 QAT_GRID = ((2, 1), (4, 2), (8, 2), (8, 3), (16, 3), (16, 4), (16, 5))
 
 
-class QuantSpecError(ValueError):
+class QuantSpecError(ProjectError, ValueError):
     """A quantization spec that cannot be represented."""
 
 
@@ -81,6 +83,20 @@ class QuantSpec:
         from qkeras import quantized_relu
 
         return quantized_relu(self.total_bits, self.integer_bits)
+
+    def folded_bias_quantizer(self):
+        """QKeras quantizer for the bias of a convolution trained with its BatchNormalization folded in.
+
+        ``2 * frac_bits`` fractional bits: those of the accumulator behind a ReLU of this spec (activation + kernel
+        fractional bits), so adding the bias never makes the accumulator wider than its products already do; and
+        ``integer_bits + 3`` integer bits (sign included), since ``beta - mean * gamma / sigma`` runs well beyond the
+        weights' range. At most 32 bits (fractional bits go first).
+        """
+        from qkeras import quantized_bits
+
+        integer = self.integer_bits + 3
+        total = min(integer + 2 * self.frac_bits, 32)
+        return quantized_bits(total, integer - 1, keep_negative=True, alpha=1)
 
     def hls_weight_type(self) -> str:
         """The hls4ml type of weights and biases under this spec."""

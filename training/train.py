@@ -15,6 +15,10 @@ looks finished. A run started again on the same folder with the same config resu
 and nothing in the folder is touched. Every load is verified: all of the model's and optimizer's variables must
 be matched by the checkpoint, or the run stops with an error instead of training from a silent partial load.
 
+``fold_bn`` trains every convolution with its BatchNormalization folded in (``training.models``: QKeras
+``QConv2DBatchnorm``), so hls_build deploys the quantized kernels the run trained; ``bn_freeze_epoch`` freezes the
+BatchNormalization statistics from that epoch on, after which every step trains exactly the deployed arithmetic.
+
 Methods: ``plain`` (cross-entropy), ``kd`` (distillation from ``teacher``), ``skip_remover`` / ``skip_shortener``
 (Tailor: a gated student initialised from the teacher, distilled, one more skip removed or shortened every
 ``skip_every_epochs`` epochs). Recipes: ``short`` (warm-up + cosine, for this machine) and ``he`` (He et al.: lr 0.1,
@@ -36,10 +40,18 @@ from pathlib import Path
 import numpy as np
 
 from board.cifar10 import Split
+from board.errors import ProjectError
 from training.data import eval_dataset, preprocessing_spec, run_splits, train_dataset
 from training.distill import KD_LOSSES, StudentTrainer
 from training.keras_compat import keras, tf
-from training.models import block_names, copy_weights_by_name, create_model, depth_of_name, export_clean
+from training.models import (
+    block_names,
+    copy_weights_by_name,
+    create_model,
+    depth_of_name,
+    export_clean,
+    is_folded_layer,
+)
 from training.quant import QuantSpec
 from training.skips import SKIP_METHODS, SkipSchedule, epochs_to_finish
 
@@ -50,8 +62,12 @@ HE_BOUNDARIES = (32_000, 48_000)
 HE_ITERATIONS = 64_000
 
 
-class ConfigMismatchError(ValueError):
+class ConfigMismatchError(ProjectError, ValueError):
     """An output folder holds a run of another config; resuming it would mix two experiments."""
+
+
+class CheckpointError(ProjectError, ValueError):
+    """A checkpoint in the run folder that cannot be read (corrupt, truncated) or does not fit the model."""
 
 
 log = logging.getLogger(__name__)
@@ -83,6 +99,9 @@ class TrainConfig:
         skip_every_epochs: k, epochs between two skip changes.
         train_limit: use only the first N training images (0 = all 50,000); for tests.
         test_limit: evaluate on the first N test images (0 = all 10,000); for tests.
+        fold_bn: train each convolution with its BatchNormalization folded in (quantized models only).
+        bn_freeze_epoch: ``fold_bn``: freeze the BatchNormalization statistics from this epoch on (fractions
+            allowed; 0 = never).
     """
 
     model: str = "resnet8"
@@ -105,6 +124,8 @@ class TrainConfig:
     skip_every_epochs: int = 3
     train_limit: int = 0
     test_limit: int = 0
+    fold_bn: bool = False
+    bn_freeze_epoch: float = 0.0
 
     def __post_init__(self) -> None:
         from training.models import depth_of_name
@@ -124,6 +145,21 @@ class TrainConfig:
             raise ValueError(f"{self.method} starts from all long skips; got skips={self.skips!r}")
         if isinstance(self.skips, list):
             object.__setattr__(self, "skips", tuple(self.skips))
+        if self.fold_bn and not self.quant:
+            raise ValueError("fold_bn folds BatchNormalization into quantized convolutions: give a quant spec")
+        if self.bn_freeze_epoch < 0 or (self.bn_freeze_epoch and not self.fold_bn):
+            raise ValueError(f"bn_freeze_epoch must be >= 0 and needs fold_bn, got {self.bn_freeze_epoch}")
+
+    def record(self) -> dict:
+        """The config as recorded and compared (``config.json``, sweep fingerprints).
+
+        Fields added after runs were recorded are left out while at their defaults, so those runs keep matching.
+        """
+        out = asdict(self)
+        for key, default in _LATER_FIELDS.items():
+            if out[key] == default:
+                del out[key]
+        return out
 
     @property
     def total_epochs(self) -> int:
@@ -147,6 +183,10 @@ class TrainConfig:
         return (
             f"{self.model}_{tag}{skips_tag(resolve_skips(depth_of_name(self.model), self.skips))}{method[self.method]}"
         )
+
+
+#: Fields added to :class:`TrainConfig` after results were recorded, with their defaults.
+_LATER_FIELDS = {"fold_bn": False, "bn_freeze_epoch": 0.0}
 
 
 @dataclass
@@ -237,13 +277,13 @@ def _atomic_write_text(path: Path, text: str) -> None:
 
 
 def _config_record(cfg: TrainConfig) -> dict:
-    return {"config": asdict(cfg), "model_id": cfg.model_id, "preprocessing": preprocessing_spec(),
+    return {"config": cfg.record(), "model_id": cfg.model_id, "preprocessing": preprocessing_spec(),
             "versions": tool_versions()}  # fmt: skip
 
 
 def _same_config(saved: dict, cfg: TrainConfig) -> bool:
     # JSON turns tuples into lists; compare through one JSON round-trip.
-    return saved.get("config") == json.loads(json.dumps(asdict(cfg)))
+    return saved.get("config") == json.loads(json.dumps(cfg.record()))
 
 
 class _Checkpointer(keras.callbacks.Callback):
@@ -286,7 +326,8 @@ def train(
     Raises:
         ConfigMismatchError: ``out_dir`` holds a run of another config (nothing is touched).
         board.errors.DatasetError: CIFAR-10 is missing or corrupt.
-        ValueError: a teacher whose shapes do not match the student; a checkpoint that does not load completely.
+        CheckpointError: a checkpoint in ``out_dir`` that cannot be read or does not load completely.
+        ValueError: a teacher whose shapes do not match the student.
     """
     out = Path(out_dir)
     record_path = out / "config.json"
@@ -300,7 +341,7 @@ def train(
     # Build first: a bad model or teacher fails before minutes of data loading.
     gated = cfg.method in SKIP_METHODS
     student = create_model(cfg.model, quant=cfg.quant_spec, skips=cfg.skips, weight_decay=cfg.weight_decay,
-                           gated=gated)  # fmt: skip
+                           gated=gated, fold_bn=cfg.fold_bn)  # fmt: skip
     teacher = load_trained_model(cfg.teacher) if cfg.teacher else None
     loss_kind = "ce" if cfg.method == "plain" else cfg.kd_loss
     trainer = StudentTrainer(student, teacher, loss_kind, cfg.kd_temperature, cfg.kd_alpha)
@@ -318,6 +359,12 @@ def train(
     _atomic_write_text(record_path, json.dumps(_config_record(cfg), indent=2) + "\n")
 
     steps = math.ceil(len(train_split) / cfg.batch_size)
+    if cfg.bn_freeze_epoch:
+        # QKeras counts the layer's training steps (from -1) and freezes the statistics after this one.
+        freeze_step = int(round(cfg.bn_freeze_epoch * steps))
+        for layer in student.layers:
+            if is_folded_layer(layer):
+                layer.ema_freeze_delay = freeze_step
     trainer.compile(optimizer=make_optimizer(cfg, steps))
     # Create the optimizer's slots now, so a restore is checked against every variable it will ever have.
     trainer.optimizer.build(student.trainable_variables)
@@ -333,11 +380,15 @@ def train(
     history: dict[str, list[float]] = {}
     initial_epoch = 0
     if manager.latest_checkpoint:
-        status = ckpt.restore(manager.latest_checkpoint)
+        try:
+            status = ckpt.restore(manager.latest_checkpoint)
+        except tf.errors.OpError as exc:
+            raise CheckpointError(f"{manager.latest_checkpoint}: unreadable checkpoint ({exc.message}); run again "
+                                  "with --restart to start over, or use another --out folder") from exc  # fmt: skip
         try:
             status.assert_existing_objects_matched()
         except AssertionError as exc:
-            raise ValueError(f"{manager.latest_checkpoint} does not match this model: {exc}") from exc
+            raise CheckpointError(f"{manager.latest_checkpoint} does not match this model: {exc}") from exc
         initial_epoch = int(epoch_var.numpy())
         saved_history = json.loads(history_path.read_text()) if history_path.is_file() else {}
         history = {k: v[:initial_epoch] for k, v in saved_history.items()}

@@ -66,3 +66,35 @@ def test_qkeras_weight_quantizer_hits_the_ap_fixed_grid():
 def test_unrepresentable_quant_specs_are_refused(text):
     with pytest.raises(QuantSpecError):
         QuantSpec.parse(text)
+
+
+def test_folded_batchnorm_model_has_one_layer_per_pair_and_needs_a_quant_spec():
+    folded = create_model("resnet8", quant="<8,3>", fold_bn=True)
+    kinds = [type(layer).__name__ for layer in folded.layers]
+    assert kinds.count("QConv2DBatchnorm") == 9 and "BatchNormalization" not in kinds
+    stem = folded.get_layer("stem_conv")
+    # The folded bias gets the accumulator's fractional bits behind a <8,3> ReLU (5 + 5) and 6 integer bits.
+    assert str(stem.bias_quantizer_internal) == str(QuantSpec(8, 3).folded_bias_quantizer())
+    assert (stem.bias_quantizer_internal.bits, stem.bias_quantizer_internal.integer) == (16, 5)
+    with pytest.raises(ValueError, match="quantiz"):
+        create_model("resnet8", fold_bn=True)
+
+
+def test_weights_copy_between_folded_and_unfolded_models_both_ways():
+    from training.models import copy_weights_by_name
+
+    rng = np.random.default_rng(0)
+    plain = create_model("resnet8", quant="<8,3>")
+    for layer in plain.layers:
+        layer.set_weights([rng.uniform(0.5, 1.5, w.shape).astype(np.float32) for w in layer.get_weights()])
+    folded = create_model("resnet8", quant="<8,3>", fold_bn=True)
+    assert copy_weights_by_name(plain, folded) == 9 + 1  # 9 conv+BN pairs and the dense layer
+    stem = folded.get_layer("stem_conv")
+    np.testing.assert_array_equal(stem.kernel.numpy(), plain.get_layer("stem_conv").kernel.numpy())
+    np.testing.assert_array_equal(
+        stem.batchnorm.moving_variance.numpy(), plain.get_layer("stem_bn").moving_variance.numpy()
+    )
+    back = create_model("resnet8", quant="<8,3>")
+    copy_weights_by_name(folded, back)
+    for a, b in zip(plain.get_weights(), back.get_weights()):
+        np.testing.assert_array_equal(a, b)

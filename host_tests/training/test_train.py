@@ -39,3 +39,13 @@ def test_unknown_model_fails_before_loading_data(tmp_path):
 def test_missing_model_file_is_a_clear_error(tmp_path):
     with pytest.raises(FileNotFoundError, match="no trained model"):
         load_trained_model(tmp_path / "model.h5")
+
+
+def test_fold_bn_config_is_validated_and_recorded_only_when_set():
+    with pytest.raises(ValueError, match="quant"):
+        TrainConfig(quant=None, fold_bn=True)
+    with pytest.raises(ValueError, match="needs fold_bn"):
+        TrainConfig(bn_freeze_epoch=3)
+    # Runs recorded before these fields existed keep matching their config.
+    assert "fold_bn" not in TrainConfig().record() and "bn_freeze_epoch" not in TrainConfig().record()
+    assert TrainConfig(fold_bn=True, bn_freeze_epoch=10).record()["bn_freeze_epoch"] == 10
