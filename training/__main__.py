@@ -47,6 +47,8 @@ def main(argv: list[str] | None = None) -> int:
                     "model trained is the model deployed (quantized models only)")  # fmt: skip
     tr.add_argument("--bn-freeze-epoch", type=float, default=0.0,
                     help="with --fold-bn: freeze the BatchNormalization statistics from this epoch on (0 = never)")
+    tr.add_argument("--label-smoothing", type=float, default=0.0, help="of the hard-label cross-entropy (0 = none)")
+    tr.add_argument("--weight-decay", type=float, default=5e-5, help="L2 factor on kernels (Keras adds wd * sum(w^2))")
     tr.add_argument("--batch-size", type=int, default=128)
     tr.add_argument("--lr", type=float, default=0.1, help="peak learning rate")
     tr.add_argument("--seed", type=int, default=0)
@@ -125,7 +127,8 @@ def main(argv: list[str] | None = None) -> int:
             kd_loss=args.kd_loss or ("tailor" if args.method.startswith("skip") else "hinton"),
             kd_temperature=args.kd_temperature, kd_alpha=args.kd_alpha, init_from_teacher=args.init_from_teacher,
             skip_every_epochs=args.skip_every, train_limit=args.train_limit, test_limit=args.test_limit,
-            fold_bn=args.fold_bn, bn_freeze_epoch=args.bn_freeze_epoch,
+            fold_bn=args.fold_bn, bn_freeze_epoch=args.bn_freeze_epoch, label_smoothing=args.label_smoothing,
+            weight_decay=args.weight_decay,
         )  # fmt: skip
         result = train(cfg, args.out, restart=args.restart)
     except (BoardError, UnknownModelError, QuantSpecError, ConfigMismatchError, ValueError, OSError) as exc:

@@ -7,7 +7,7 @@ weights stay bit-identical through training (tested).
 
 Losses on logits ``s`` (student), ``t`` (teacher) and labels ``y``:
 
-* ``ce``: cross-entropy, no teacher;
+* ``ce``: cross-entropy, no teacher (with label smoothing ``eps``: the target is ``(1 - eps) * y + eps / 10``);
 * ``hinton``: ``alpha * T^2 * KL(softmax(t/T) || softmax(s/T)) + (1 - alpha) * CE(y, s)`` (Hinton et al. 2015; the
   ``T^2`` keeps the soft-target gradients on the scale of the hard-target ones);
 * ``tailor``: ``0.35 * MSE(t, s) + 0.65 * CE(y, s)`` (Weng et al., Tailor, TRETS 2024).
@@ -20,13 +20,21 @@ from training.keras_compat import keras, tf
 KD_LOSSES = ("ce", "hinton", "tailor")
 
 
-def kd_loss(kind: str, labels, student_logits, teacher_logits=None, temperature: float = 4.0, alpha: float = 0.9):
+def kd_loss(kind: str, labels, student_logits, teacher_logits=None, temperature: float = 4.0, alpha: float = 0.9,
+            label_smoothing: float = 0.0):  # fmt: skip
     """Mean loss over the batch for ``kind`` in :data:`KD_LOSSES`.
+
+    ``label_smoothing`` softens the hard-label cross-entropy term (every kind has one).
 
     Raises:
         ValueError: unknown kind, or a distillation loss without teacher logits.
     """
-    ce = tf.reduce_mean(keras.losses.sparse_categorical_crossentropy(labels, student_logits, from_logits=True))
+    if label_smoothing:
+        one_hot = tf.one_hot(tf.cast(tf.reshape(labels, [-1]), tf.int32), tf.shape(student_logits)[-1])
+        ce = tf.reduce_mean(keras.losses.categorical_crossentropy(one_hot, student_logits, from_logits=True,
+                                                                  label_smoothing=label_smoothing))  # fmt: skip
+    else:
+        ce = tf.reduce_mean(keras.losses.sparse_categorical_crossentropy(labels, student_logits, from_logits=True))
     if kind == "ce":
         return ce
     if teacher_logits is None:
@@ -64,10 +72,11 @@ class StudentTrainer(keras.Model):
         loss_kind: one of :data:`KD_LOSSES` (``ce`` when there is no teacher).
         temperature: Hinton's T.
         alpha: Hinton's weight of the soft-target term.
+        label_smoothing: of the hard-label cross-entropy in training (evaluation reports the plain one).
     """
 
     def __init__(self, student: keras.Model, teacher: keras.Model | None = None, loss_kind: str = "ce",
-                 temperature: float = 4.0, alpha: float = 0.9):  # fmt: skip
+                 temperature: float = 4.0, alpha: float = 0.9, label_smoothing: float = 0.0):  # fmt: skip
         super().__init__(name="student_trainer")
         if loss_kind not in KD_LOSSES:
             raise ValueError(f"unknown loss {loss_kind!r}; use one of {KD_LOSSES}")
@@ -78,6 +87,7 @@ class StudentTrainer(keras.Model):
             teacher.trainable = False
         self.student, self.teacher = student, teacher
         self.loss_kind, self.temperature, self.alpha = loss_kind, temperature, alpha
+        self.label_smoothing = label_smoothing
         self.loss_tracker = keras.metrics.Mean(name="loss")
         self.acc = keras.metrics.SparseCategoricalAccuracy(name="accuracy")
 
@@ -93,7 +103,8 @@ class StudentTrainer(keras.Model):
         teacher_logits = self.teacher(x, training=False) if self.teacher is not None else None
         with tf.GradientTape() as tape:
             logits = self.student(x, training=True)
-            loss = kd_loss(self.loss_kind, y, logits, teacher_logits, self.temperature, self.alpha)
+            loss = kd_loss(self.loss_kind, y, logits, teacher_logits, self.temperature, self.alpha,
+                           self.label_smoothing)  # fmt: skip
             loss += tf.add_n(self.student.losses) if self.student.losses else 0.0
         variables = self.student.trainable_variables
         self.optimizer.apply_gradients(zip(tape.gradient(loss, variables), variables))

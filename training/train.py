@@ -102,6 +102,7 @@ class TrainConfig:
         fold_bn: train each convolution with its BatchNormalization folded in (quantized models only).
         bn_freeze_epoch: ``fold_bn``: freeze the BatchNormalization statistics from this epoch on (fractions
             allowed; 0 = never).
+        label_smoothing: of the hard-label cross-entropy (0 = none).
     """
 
     model: str = "resnet8"
@@ -126,6 +127,7 @@ class TrainConfig:
     test_limit: int = 0
     fold_bn: bool = False
     bn_freeze_epoch: float = 0.0
+    label_smoothing: float = 0.0
 
     def __post_init__(self) -> None:
         from training.models import depth_of_name
@@ -149,6 +151,8 @@ class TrainConfig:
             raise ValueError("fold_bn folds BatchNormalization into quantized convolutions: give a quant spec")
         if self.bn_freeze_epoch < 0 or (self.bn_freeze_epoch and not self.fold_bn):
             raise ValueError(f"bn_freeze_epoch must be >= 0 and needs fold_bn, got {self.bn_freeze_epoch}")
+        if not 0.0 <= self.label_smoothing < 1.0:
+            raise ValueError(f"label_smoothing must be in [0, 1), got {self.label_smoothing}")
 
     def record(self) -> dict:
         """The config as recorded and compared (``config.json``, sweep fingerprints).
@@ -186,7 +190,7 @@ class TrainConfig:
 
 
 #: Fields added to :class:`TrainConfig` after results were recorded, with their defaults.
-_LATER_FIELDS = {"fold_bn": False, "bn_freeze_epoch": 0.0}
+_LATER_FIELDS = {"fold_bn": False, "bn_freeze_epoch": 0.0, "label_smoothing": 0.0}
 
 
 @dataclass
@@ -344,7 +348,7 @@ def train(
                            gated=gated, fold_bn=cfg.fold_bn)  # fmt: skip
     teacher = load_trained_model(cfg.teacher) if cfg.teacher else None
     loss_kind = "ce" if cfg.method == "plain" else cfg.kd_loss
-    trainer = StudentTrainer(student, teacher, loss_kind, cfg.kd_temperature, cfg.kd_alpha)
+    trainer = StudentTrainer(student, teacher, loss_kind, cfg.kd_temperature, cfg.kd_alpha, cfg.label_smoothing)
     if teacher is not None and (cfg.init_from_teacher or gated):
         n = copy_weights_by_name(teacher, student, skip=("_gate_",))
         log.info("student initialised from the teacher (%d layers)", n)

@@ -44,6 +44,17 @@ def test_hinton_loss_by_hand():
     assert float(kd_loss("tailor", y, s, t)) == pytest.approx(0.35 * mse + 0.65 * ce, rel=1e-5)
 
 
+def test_label_smoothing_by_hand():
+    logits = tf.constant([[2.0, 0.0, -1.0], [0.5, 1.5, 0.0]])
+    labels = tf.constant([0, 2])
+    eps = 0.2
+    target = np.full((2, 3), eps / 3) + (1 - eps) * np.eye(3)[[0, 2]]
+    log_p = logits.numpy() - np.log(np.exp(logits.numpy()).sum(1, keepdims=True))
+    expected = float(np.mean(-(target * log_p).sum(1)))
+    assert float(kd_loss("ce", labels, logits, label_smoothing=eps)) == pytest.approx(expected, rel=1e-5)
+    assert float(kd_loss("ce", labels, logits)) < float(kd_loss("ce", labels, logits, label_smoothing=eps))
+
+
 def test_teacher_with_another_output_shape_is_refused():
     student = create_model("resnet8")
     inp = keras.Input((32, 32, 3))
