@@ -178,12 +178,31 @@ def csynth_available(design: CalibrationDesign) -> dict[str, int] | None:
 
 
 # -------------------------------------------------------------------------------------------------- raw features
-def raw_estimate(design: CalibrationDesign) -> dict[str, Any]:
-    """The estimate of a design before the fitted factors: LUT/FF parts, BRAM, DSP, interval, per layer."""
+#: Discrete constants chosen on the calibration set (grid search; the leave-one-out runs choose them again).
+DSP_SUM_BITS_GRID = tuple(range(12, 37))
+CONV_CYCLES_GRID = (1, 2, 3, 4)
+MAC_DEPTH_GRID = tuple(range(0, 11))
+LATENCY_CONV_CYCLES_GRID = (1, 2, 3, 4)
+INTERVAL_GRID = tuple((c, m, lc) for c in CONV_CYCLES_GRID for m in MAC_DEPTH_GRID for lc in LATENCY_CONV_CYCLES_GRID)
+INTERVAL_KEYS = ("conv_cycles_per_input", "mac_pipeline_depth", "conv_latency_cycles_per_input")
+
+
+def design_graph(design: CalibrationDesign) -> Any:
+    """The design graph of a calibration design, for the part of its csynth report."""
+    graph, _ = read_project(design.folder, part=design.part, hls_tool=design.meta.get("hls_tool"))
+    return graph
+
+
+def raw_estimate(graph: Any, **coefficients: Any) -> dict[str, Any]:
+    """The estimate before the fitted LUT/FF factors: LUT/FF parts, BRAM, DSP, interval.
+
+    Args:
+        graph: the design graph.
+        **coefficients: :class:`hls_build.estimate.Coefficients` fields to set (the discrete constants).
+    """
     from hls_build import estimate as est
 
-    graph, _ = read_project(design.folder, part=design.part, hls_tool=design.meta.get("hls_tool"))
-    k = replace(est.load_coefficients(), lut_scale=1.0, ff_scale=1.0)
+    k = replace(est.load_coefficients(), lut_scale=1.0, ff_scale=1.0, **coefficients)
     e = est.estimate_design(graph, None, coefficients=k, check=False)
     return {
         "LUT": dict(e.parts["LUT"]),
@@ -194,6 +213,10 @@ def raw_estimate(design: CalibrationDesign) -> dict[str, Any]:
         "interval_cycles": e.interval_cycles,
         "latency_cycles": e.latency_cycles,
     }
+
+
+def _log_err(pred: float, ref: float) -> float:
+    return abs(math.log((pred + 1.0) / (ref + 1.0)))
 
 
 def _predict(parts: dict[str, float], coef: tuple[float, float]) -> float:
@@ -245,6 +268,12 @@ def post_synthesis_ratios(designs: list[CalibrationDesign], leave_out: str | Non
 def calibrate(folder: str | Path | None = None) -> dict[str, Any]:
     """Re-read every design, fit, and compute in-sample and leave-one-out errors (see the module docstring).
 
+    Fitted on the designs (and refitted without each one, or without its group of designs that share one
+    firmware, for its leave-one-out estimate): the DSP binding rule (``dsp_min_sum_bits``: a product goes to
+    DSP48 when its operands are together at least that wide), the interval constants (``conv_cycles_per_input``,
+    ``mac_pipeline_depth``), each by grid search on the summed |log error| of the csynth DSP count / interval;
+    then the LUT and FF factors (least squares on the relative csynth error).
+
     Returns:
         ``{"designs": [{"name", "source", "part", "firmware_origin", "reported", "estimated", "held_out_estimate",
         "error_pct", "held_out_error_pct"}, ...], "coefficients", "post_synthesis", "summary", "band_pct"}``.
@@ -253,31 +282,67 @@ def calibrate(folder: str | Path | None = None) -> dict[str, Any]:
     est_designs = [d for d in designs if d.has_firmware]
     if not est_designs:
         raise CalibrationError(f"no calibration design with firmware under {folder or DESIGNS_DIR}")
-    raw = {d.name: raw_estimate(d) for d in est_designs}
     rep = {d.name: reported(d) for d in designs}
+    graphs = {d.name: design_graph(d) for d in est_designs}
+    by_dsp = {(d.name, t): raw_estimate(graphs[d.name], dsp_min_sum_bits=t) for d in est_designs
+              for t in DSP_SUM_BITS_GRID}  # fmt: skip
+    intervals = {
+        (d.name, g): raw_estimate(graphs[d.name], **dict(zip(INTERVAL_KEYS, g)))["interval_cycles"]
+        for d in est_designs
+        for g in INTERVAL_GRID
+    }
+    tool = {d.name: d.meta.get("hls_tool", "vitis") for d in est_designs}
 
-    def rows(res: str, skip: str | None = None) -> list[tuple[dict[str, float], float]]:
-        return [(raw[d.name][res], rep[d.name]["csynth"]["totals"][res]) for d in est_designs if d.name != skip]
+    def group(d: CalibrationDesign) -> str:
+        return d.meta.get("group", d.name)
 
-    coef = {res: fit_logic(rows(res)) for res in FIT_RESOURCES}
-    ratios_all = post_synthesis_ratios(designs)
+    def choose(skip: str | None) -> dict[str, Any]:
+        """The discrete constants and the LUT/FF factors fitted without group ``skip``."""
+        use = [d for d in est_designs if group(d) != skip]
+        dsp_use = [d for d in use if d.meta.get("independent", {}).get("DSP", True)]
+        t = min(
+            DSP_SUM_BITS_GRID,
+            key=lambda t: sum(
+                _log_err(by_dsp[(d.name, t)]["DSP"], rep[d.name]["csynth"]["totals"]["DSP"]) for d in dsp_use
+            ),
+        )
+        iv_use = [d for d in use if rep[d.name]["csynth"].get("interval_cycles")]
 
-    def prediction(name: str, c: dict[str, tuple[float, float]], ratios: dict[str, float | None]) -> dict[str, Any]:
-        r = raw[name]
-        csynth = {res: round(_predict(r[res], c[res])) for res in FIT_RESOURCES}
+        def best(ds: list[CalibrationDesign]) -> dict[str, int]:
+            def cost(g: tuple[int, ...]) -> float:
+                return sum(_log_err(intervals[(d.name, g)], rep[d.name]["csynth"]["interval_cycles"]) for d in ds)
+
+            return dict(zip(INTERVAL_KEYS, min(INTERVAL_GRID, key=cost)))
+
+        # The two tools schedule the same C++ differently: constants per tool (all designs' where a tool has none).
+        every = best(iv_use)
+        per_tool = {}
+        for name in ("vitis", "vivado_hls"):
+            mine = [d for d in iv_use if tool[d.name] == name]
+            per_tool[name] = best(mine) if mine else every
+        logic = {res: fit_logic([(by_dsp[(d.name, t)][res], rep[d.name]["csynth"]["totals"][res]) for d in use])
+                 for res in FIT_RESOURCES}  # fmt: skip
+        return {"dsp_min_sum_bits": t, "interval": per_tool, "logic": logic}
+
+    def prediction(name: str, p: dict[str, Any], ratios: dict[str, float | None]) -> dict[str, Any]:
+        r = by_dsp[(name, p["dsp_min_sum_bits"])]
+        csynth = {res: round(_predict(r[res], p["logic"][res])) for res in FIT_RESOURCES}
         csynth.update({res: r[res] for res in ("BRAM_18K", "DSP", "URAM")})
         synth = {res: (round(csynth[res] * ratios[res]) if ratios.get(res) else None) for res in CHECK_RESOURCES}
-        return {"csynth": csynth, "synth": synth, "interval_cycles": r["interval_cycles"],
-                "latency_cycles": r["latency_cycles"]}  # fmt: skip
+        consts = p["interval"][tool[name]]
+        interval = intervals[(name, tuple(consts[k] for k in INTERVAL_KEYS))]
+        return {"csynth": csynth, "synth": synth, "interval_cycles": interval}
 
+    params = choose(None)
+    ratios_all = post_synthesis_ratios(designs)
     out_designs = []
     errs: dict[str, dict[str, list[float]]] = {k: {r: [] for r in CHECK_RESOURCES} for k in ("in", "loo", "synth")}
-    interval_errs: list[float] = []
+    interval_errs: dict[str, list[float]] = {"in": [], "loo": []}
     for d in est_designs:
-        c_loo = {res: fit_logic(rows(res, skip=d.name)) for res in FIT_RESOURCES}
+        held_params = choose(group(d))
         ratios_loo = post_synthesis_ratios(designs, leave_out=d.name)["ratios"]
-        inside = prediction(d.name, coef, ratios_all["ratios"])
-        held = prediction(d.name, c_loo, ratios_loo)
+        inside = prediction(d.name, params, ratios_all["ratios"])
+        held = prediction(d.name, held_params, ratios_loo)
         csyn = rep[d.name]["csynth"]
         independent = d.meta.get("independent", {})
         e_in = {r: _pct(inside["csynth"][r], csyn["totals"][r]) for r in CHECK_RESOURCES}
@@ -291,9 +356,11 @@ def calibrate(folder: str | Path | None = None) -> dict[str, Any]:
                 errs["loo"][r].append(e_loo[r])
                 if e_syn.get(r) is not None:
                     errs["synth"][r].append(e_syn[r])
-        e_int = _pct(inside["interval_cycles"], csyn.get("interval_cycles"))
-        if e_int is not None:
-            interval_errs.append(e_int)
+        iv_in = _pct(inside["interval_cycles"], csyn.get("interval_cycles"))
+        iv_loo = _pct(held["interval_cycles"], csyn.get("interval_cycles"))
+        if iv_loo is not None:
+            interval_errs["in"].append(iv_in)
+            interval_errs["loo"].append(iv_loo)
         out_designs.append({
             "name": d.name,
             "title": d.meta.get("title"),
@@ -301,25 +368,31 @@ def calibrate(folder: str | Path | None = None) -> dict[str, Any]:
             "part": d.part,
             "hls_tool": f"{csyn.get('tool')} {csyn.get('version')}",
             "firmware_origin": d.meta.get("firmware_origin"),
-            "reported": {k: v for k, v in rep[d.name].items()},
+            "group": group(d),
+            "reported": dict(rep[d.name]),
             "estimated": inside,
             "held_out_estimate": held,
-            "error_pct": {"csynth": e_in, "interval_cycles": e_int},
-            "held_out_error_pct": {"csynth": e_loo, "synth": e_syn or None},
+            "held_out_constants": {k: v for k, v in held_params.items() if k != "logic"},
+            "error_pct": {"csynth": e_in, "interval_cycles": iv_in},
+            "held_out_error_pct": {"csynth": e_loo, "synth": e_syn or None, "interval_cycles": iv_loo},
             "not_independent": sorted(r for r, v in independent.items() if not v),
         })  # fmt: skip
     summary = {
         "csynth_in_sample": {r: _stats(errs["in"][r]) for r in CHECK_RESOURCES},
         "csynth_leave_one_out": {r: _stats(errs["loo"][r]) for r in CHECK_RESOURCES},
         "synth_leave_one_out": {r: _stats(errs["synth"][r]) for r in CHECK_RESOURCES},
-        "interval_cycles": _stats(interval_errs),
+        "interval_cycles": _stats(interval_errs["loo"]),
+        "interval_cycles_in_sample": _stats(interval_errs["in"]),
     }
     band = {r: summary["csynth_leave_one_out"][r]["p90_abs_pct"] for r in CHECK_RESOURCES}
     return {
         "format": "hls_build-calibration-fit",
         "about": "ESTIMATE calibration on published hls4ml designs (hls_build/calibration_designs); "
         "refresh with `python -m hls_build calibrate --write`. Errors in percent, positive = estimate too high.",
-        "coefficients": {res: {"mac": coef[res][0], "rest": coef[res][1]} for res in FIT_RESOURCES},
+        "coefficients": {
+            res: {"mac": params["logic"][res][0], "rest": params["logic"][res][1]} for res in FIT_RESOURCES
+        },
+        "constants": {k: v for k, v in params.items() if k != "logic"},
         "post_synthesis": ratios_all,
         "summary": summary,
         "band_pct": band,
@@ -412,7 +485,10 @@ def estimate_hls_project(
     if fit is None:
         raise CalibrationError(f"{FIT_FILE} not found: run `python -m hls_build calibrate --write` first")
     graph, info = read_project(path, part=part, hls_tool=hls_tool)
-    k = replace(est.load_coefficients(), lut_scale=1.0, ff_scale=1.0)
+    consts = fit["constants"]
+    tool_consts = consts["interval"].get(info.hls_tool) or consts["interval"]["vitis"]
+    k = replace(est.load_coefficients(), lut_scale=1.0, ff_scale=1.0, dsp_min_sum_bits=consts["dsp_min_sum_bits"],
+                **tool_consts)  # fmt: skip
     e = est.estimate_design(graph, None, coefficients=k, check=False)
     totals: dict[str, Any] = {r: e.totals[r] for r in RESOURCE_NAMES}
     for res in FIT_RESOURCES:

@@ -33,10 +33,15 @@ class Coefficients:
         ff_scale: global factor on the summed FF operator costs (fitted likewise).
         lut_per_mult_bit: LUTs of a fabric multiplier per operand bit product (``a*b``).
         dsp_min_operand_bits: a product uses DSP48 slices when both operands are at least this wide.
+        dsp_min_sum_bits: when > 0, replaces the rule above: a product uses DSP48 slices when its operands are
+            together at least this wide (``a + b``; fitted on published csynth DSP counts by
+            ``python -m hls_build calibrate``, see ``hls_build/calibration_fit.json``).
         fifo_srl_max_bits: Vitis HLS ``config_storage fifo -auto_srl_max_bits`` (default 1024).
         fifo_srl_max_depth: Vitis HLS ``-auto_srl_max_depth`` (default 2).
         vivado_hls_fifo_srl_max_depth: Vivado HLS keeps FIFOs up to this depth in SRLs.
         conv_cycles_per_input: cycles of the (unpipelined) line-buffer pixel loop per input pixel, Resource.
+        conv_latency_cycles_per_input: least cycles per input pixel of a Latency-strategy convolution (its pixel
+            loop runs at II = max(RF, this); fitted per HLS tool by ``python -m hls_build calibrate``).
         mac_pipeline_depth: extra cycles of one matrix-multiply call beyond its RF iterations.
         layer_control_lut: LUTs of one dataflow process's control (FSM, handshakes).
         layer_control_ff: FFs of one dataflow process's control.
@@ -48,10 +53,12 @@ class Coefficients:
     ff_scale: float = 1.0
     lut_per_mult_bit: float = 1.13
     dsp_min_operand_bits: int = 11
+    dsp_min_sum_bits: int = 0
     fifo_srl_max_bits: int = 1024
     fifo_srl_max_depth: int = 2
     vivado_hls_fifo_srl_max_depth: int = 16
     conv_cycles_per_input: int = 3
+    conv_latency_cycles_per_input: int = 1
     mac_pipeline_depth: int = 7
     layer_control_lut: int = 40
     layer_control_ff: int = 40
@@ -171,6 +178,13 @@ def finish_resources(r: dict[str, float], k: Coefficients) -> dict[str, float]:
     return out
 
 
+def uses_dsp(a_bits: int, b_bits: int, k: Coefficients) -> bool:
+    """Whether HLS binds an ``a x b`` product to DSP48 slices (else LUT fabric), by the coefficients' rule."""
+    if k.dsp_min_sum_bits > 0:
+        return a_bits + b_bits >= k.dsp_min_sum_bits
+    return min(a_bits, b_bits) >= k.dsp_min_operand_bits
+
+
 def _mults(n: int, a_bits: int, b_bits: int, k: Coefficients, family: str, constant: bool = False) -> dict[str, float]:
     """``n`` multipliers of ``a x b`` bits.
 
@@ -180,7 +194,7 @@ def _mults(n: int, a_bits: int, b_bits: int, k: Coefficients, family: str, const
     r = zero_resources()
     if n <= 0:
         return r
-    if min(a_bits, b_bits) >= k.dsp_min_operand_bits:
+    if uses_dsp(a_bits, b_bits, k):
         r["DSP"] = n * dsp_per_product(a_bits, b_bits, family)
     else:
         r[LUT_MAC] = n * k.lut_per_mult_bit * a_bits * b_bits * (0.5 if constant else 1.0)
@@ -231,7 +245,7 @@ def _matmul_cost(
         r[FF_MAC] += n_out * aw * math.ceil(tree_levels / 4)  # pipeline registers every few adder-tree levels
         cycles = rf + k.mac_pipeline_depth + tree_levels
         detail.update(kernel="latency", multipliers=lanes)
-    detail["multiplier_kind"] = "DSP48" if min(wa, ww) >= k.dsp_min_operand_bits else "LUT"
+    detail["multiplier_kind"] = "DSP48" if uses_dsp(wa, ww, k) else "LUT"
     detail["product_bits"] = [wa, ww]
     cast_lut, cast_ff = _result_cast(layer, n_in, n_out, rf, strategy)
     r[LUT_MAC] += cast_lut
@@ -260,8 +274,8 @@ def conv_cost(layer: Layer, rf: int, strategy: str, k: Coefficients, family: str
         cycles = in_px * k.conv_cycles_per_input + out_px * call_cycles
         per_in = cycles / max(in_px, 1)
     else:
-        cycles = in_px * rf + call_cycles
-        per_in = rf
+        per_in = max(rf, k.conv_latency_cycles_per_input)
+        cycles = in_px * per_in + call_cycles
     first = ((fh - 1) * in_w + fw) * per_in + call_cycles
     label = f"Conv2D {fh}x{fw} RF {rf} {strategy.capitalize()}"
     return LayerCost(layer.name, layer.op, label, r, int(cycles), int(first), detail)
@@ -327,7 +341,7 @@ def batchnorm_cost(layer: Layer, rf: int, k: Coefficients, family: str) -> Layer
     r["FF"] += k.layer_control_ff
     cycles = pixels * ii + 4
     detail = {"reuse_factor": rf, "ii_per_pixel": ii, "multipliers": mults, "product_bits": [wa, ws],
-              "multiplier_kind": "DSP48" if min(wa, ws) >= k.dsp_min_operand_bits else "LUT"}  # fmt: skip
+              "multiplier_kind": "DSP48" if uses_dsp(wa, ws, k) else "LUT"}  # fmt: skip
     return LayerCost(layer.name, layer.op, f"BatchNorm RF {rf} (II {ii}/px)", r, cycles, ii + 4, detail)
 
 

@@ -245,3 +245,24 @@ def test_cli_calibrate_json(tmp_path, capsys):
 
 def test_committed_fit_file_is_where_the_estimate_reads_it():
     assert Path(cf.FIT_FILE).is_file()
+
+
+@pytest.mark.parametrize("design", [d for d in WITH_FIRMWARE if "rebuild" not in d.meta], ids=lambda d: d.name)
+def test_report_belongs_to_the_firmware(design):
+    """Every ``configN`` the csynth report's instances name is a config struct of the committed parameters.h."""
+    report = (design.folder / design.meta["reports"]["csynth"]).read_text()
+    params = (design.folder / "firmware" / "parameters.h").read_text()
+    named = set(re.findall(r"_(config\d+)_(?:U0|s)\b", report))
+    assert named, "no configN instance in the report"
+    # activations' structs carry their kind: relu_config4, hard_tanh_config8, softmax_config7
+    structs = {re.search(r"config\d+$", s).group(0) for s in re.findall(r"^struct\s+(\w+)\s*[:{]", params, re.MULTILINE)
+               if re.search(r"config\d+$", s)}  # fmt: skip
+    assert named <= structs, named - structs
+
+
+def test_fitted_constants_apply_per_hls_tool(committed):
+    consts = committed["constants"]
+    assert consts["dsp_min_sum_bits"] in cf.DSP_SUM_BITS_GRID
+    assert set(consts["interval"]) == {"vitis", "vivado_hls"}
+    groups = {d["group"] for d in committed["designs"]}
+    assert len(groups) < len(committed["designs"])  # designs sharing a firmware are one group
