@@ -129,12 +129,12 @@ demo: env bench
 # The host tests leave a small real bundle in build/test-overlays; the board tests drive it through pynq's DMA.
 TEST_OVERLAYS := $(CURDIR)/build/test-overlays
 test: env
-	$(HOST_PY) -m pytest host_tests --ignore=host_tests/board -m "not slow and not vivado and not board and not gpu" --test-overlays $(TEST_OVERLAYS)
-	REQUIRE_TEST_BUNDLE=1 $(BOARD_PY) -m pytest host_tests/board -m "not slow and not vivado and not board and not gpu" --test-overlays $(TEST_OVERLAYS)
+	$(HOST_PY) -m pytest host_tests --ignore=host_tests/board -m "not slow and not vivado" --test-overlays $(TEST_OVERLAYS)
+	REQUIRE_TEST_BUNDLE=1 $(BOARD_PY) -m pytest host_tests/board -m "not slow and not vivado" --test-overlays $(TEST_OVERLAYS)
 
 test-slow: env
-	$(HOST_PY) -m pytest host_tests --ignore=host_tests/board -m "slow and not vivado and not board and not gpu" --test-overlays $(TEST_OVERLAYS)
-	$(BOARD_PY) -m pytest host_tests/board -m "slow and not vivado and not board and not gpu" --test-overlays $(TEST_OVERLAYS)
+	$(HOST_PY) -m pytest host_tests --ignore=host_tests/board -m "slow and not vivado" --test-overlays $(TEST_OVERLAYS)
+	$(BOARD_PY) -m pytest host_tests/board -m "slow and not vivado" --test-overlays $(TEST_OVERLAYS)
 
 # The real Vivado flow on a tiny model (only where vivado is on PATH).
 test-vivado: env

@@ -13,13 +13,28 @@ These live in a uniquely named module, not conftest.py, so imports never clash w
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
+from typing import NoReturn
 
 import numpy as np
+import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
 SHARED_CIFAR = ROOT.parent / "shared" / "datasets" / "cifar-10-batches-py"
 N_IN, N_OUT = 3072, 10
+
+
+def missing_test_bundle(message: str) -> NoReturn:
+    """Skip a test whose real bundle is missing, or fail it where that bundle is required.
+
+    ``make test`` sets ``REQUIRE_TEST_BUNDLE``: its host half has just built the bundle, so a missing one (or one
+    without what the test needs) is a failure there, never a silent skip. Run alone, the board tests skip.
+    """
+    if os.environ.get("REQUIRE_TEST_BUNDLE"):
+        pytest.fail(f"{message} (REQUIRE_TEST_BUNDLE is set: the host tests should have built it)")
+    pytest.skip(message)
+
 
 TOY_CPP = r"""
 extern "C" void toy_float(float* in, float* out) {

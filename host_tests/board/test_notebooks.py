@@ -7,6 +7,7 @@ the real emulated bundle the host tests leave in ``build/test-overlays`` (or the
 from __future__ import annotations
 
 import json
+import os
 import sys
 from pathlib import Path
 
@@ -44,7 +45,7 @@ def test_valid_nbformat4_without_outputs(name):
 
 @pytest.fixture(scope="module")
 def overlay_root(request, tmp_path_factory, toy_so):
-    """The folder of the real emulated test bundle, or of a toy bundle."""
+    """The folder of the real emulated test bundle, or of a toy bundle (not under ``make test``: it needs the real)."""
     try:
         root = Path(request.config.getoption("--test-overlays"))
     except ValueError:
@@ -52,6 +53,8 @@ def overlay_root(request, tmp_path_factory, toy_so):
     for path in sorted(root.glob(f"*/*/{MANIFEST}")):
         if read_manifest(path.parent).emulated:
             return root
+    if os.environ.get("REQUIRE_TEST_BUNDLE"):
+        pytest.fail(f"no emulated bundle under {root} for the notebooks (REQUIRE_TEST_BUNDLE is set)")
     import shutil
 
     from board_onnx import linear_image_model

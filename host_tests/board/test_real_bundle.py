@@ -9,7 +9,6 @@ the quantized Keras model's predictions that ``hls_build`` stored in the bundle.
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 
 import numpy as np
@@ -17,7 +16,7 @@ import pytest
 
 pytest.importorskip("pynq")
 
-from board_toys import ROOT  # noqa: E402
+from board_toys import ROOT, missing_test_bundle  # noqa: E402
 
 from board.bundle import MANIFEST, load_bundle, read_manifest  # noqa: E402
 from board.cifar10 import load_split  # noqa: E402
@@ -38,10 +37,7 @@ def real_bundle(request) -> Path:
     for path in sorted(root.glob(f"*/*/{MANIFEST}")):
         if read_manifest(path.parent).emulated:
             return path.parent
-    message = f"no emulated bundle under {root}; the host tests leave one there (make test)"
-    if os.environ.get("REQUIRE_TEST_BUNDLE"):  # `make test` sets it: there, a missing bundle is a failure
-        pytest.fail(message)
-    pytest.skip(message)
+    missing_test_bundle(f"no emulated bundle under {root}; the host tests leave one there (make test)")
 
 
 def test_dma_path_equals_direct_csim_and_agrees_with_keras(real_bundle, cifar10_dir):
@@ -73,7 +69,7 @@ def test_bench_runs_the_fast_engine_and_cross_checks_it_against_the_csim(real_bu
     from board.bench import render_markdown, run_bench
 
     if not read_manifest(real_bundle).hls.get("firmware_graph"):
-        pytest.skip("bundle built before bundles carried their firmware graph")
+        missing_test_bundle(f"{real_bundle} was built before bundles carried their firmware graph")
     report, out = run_bench(real_bundle, n=40, batch_size=16, out_dir=tmp_path, cifar10_dir=cifar10_dir,
                             plots=False, progress=False, csim_check=6)  # fmt: skip
     assert report["engine"]["name"] == "fast"
@@ -89,7 +85,7 @@ def test_bench_exits_1_when_the_fast_engine_differs(real_bundle, cifar10_dir, tm
     from board.fast_engine import FastEngine
 
     if not read_manifest(real_bundle).hls.get("firmware_graph"):
-        pytest.skip("bundle built before bundles carried their firmware graph")
+        missing_test_bundle(f"{real_bundle} was built before bundles carried their firmware graph")
     exact = FastEngine.predict_raw
 
     def off_by_one(self, raw_in):  # a broken engine: the first logit code of every image one LSB off
