@@ -1,4 +1,4 @@
-"""``python -m board``: bench, list, validate; one-line errors with exit status 2; Ctrl-C exits 130."""
+"""``python -m board``: bench, list, validate; exit codes 0, 1 (a check failed), 2 (bad input), 130 (Ctrl-C)."""
 
 from __future__ import annotations
 
@@ -133,3 +133,40 @@ def test_benchmark_without_onnxruntime(make_bundle, images, monkeypatch):
     assert report["agreement"]["fpga_vs_keras"] is None  # the bundle has no keras_predictions.npy
     md = render_markdown(report)
     assert "ONNX Runtime reference not available" in md and "| FPGA vs ONNX Runtime | n/a |" in md
+
+
+# Every subcommand through the one runner (board.cli.run): interrupted -> 130, a failed check -> 1, bad input -> 2.
+_SUBCOMMANDS = {  # subcommand -> (argv, a function it calls: "module:attribute")
+    "list": (["list"], "board.registry:find_bundles"),
+    "validate": (["validate", "x"], "board.__main__:load_bundle"),
+    "bench": (["bench", "--bundle", "x"], "board.bench:run_bench"),
+    "demo": (["demo"], "board.registry:first_bundle"),
+    "remote-bench": (["remote-bench", "--host", "h", "--bundle", "x"], "board.registry:resolve_bundle"),
+}
+
+
+def _patch(monkeypatch, target: str, exc: BaseException) -> None:
+    import importlib
+
+    module, attr = target.split(":")
+
+    def raising(*args, **kwargs):
+        raise exc
+
+    monkeypatch.setattr(importlib.import_module(module), attr, raising)
+
+
+@pytest.mark.parametrize("name", list(_SUBCOMMANDS))
+def test_every_subcommand_maps_outcomes_to_exit_codes(name, monkeypatch, capsys):
+    from board.errors import BundleError, CheckFailedError
+
+    argv, target = _SUBCOMMANDS[name]
+    _patch(monkeypatch, target, KeyboardInterrupt())
+    assert main(argv) == 130
+    assert capsys.readouterr().err.strip().splitlines()[-1] == "interrupted"
+    _patch(monkeypatch, target, CheckFailedError("a check did not pass"))
+    assert main(argv) == 1
+    assert capsys.readouterr().err.strip().splitlines()[-1] == "error: a check did not pass"
+    _patch(monkeypatch, target, BundleError("bad bundle"))
+    assert main(argv) == 2
+    assert capsys.readouterr().err.strip().splitlines()[-1] == "error: bad bundle"
