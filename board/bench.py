@@ -36,6 +36,7 @@ from typing import Any
 import numpy as np
 
 from board import __version__
+from board.board_estimate import board_estimate, estimate_lines
 from board.bundle import Bundle, load_bundle
 from board.cifar10 import load_split
 from board.driver import Accelerator, BatchTiming, resolve_engine
@@ -475,6 +476,7 @@ def benchmark(
         "agreement": agreement,
         "timing": {"fpga": fpga_timing, "onnx": onnx_timing, "fpga_pass_s": fpga_pass_s, "warmup": WARMUP_NOTE},
         "sweep": sweep,
+        "board_estimate": board_estimate(m),
         "power": power_report,
         "reference": {"mode": reference, "machine": env["machine"], "available": ref is not None},
         "onnx_unavailable": onnx_unavailable,
@@ -648,7 +650,9 @@ def render_markdown(report: dict[str, Any]) -> str:
             f"| {name} | {stats['batches'] if stats else 'n/a'} | {_ms(stats, 'batch_ms_p50')} | "
             f"{_ms(stats, 'batch_ms_p99')} | {_ms(stats, 'image_ms_p50')} | {_ms(stats, 'image_ms_p99')} | {ips} |"
         )
-    lines += [""] + _sweep_lines(report.get("sweep"), fpga)
+    # Next to host timings, what the bundle's estimate models for the board (labelled ESTIMATE, with its band).
+    lines += [""] + estimate_lines(report.get("board_estimate"), report["bundle"].get("board"))
+    lines += _sweep_lines(report.get("sweep"), fpga)
     if report.get("sweep"):
         lines.append("")
     lines += _power_lines(report.get("power") or unavailable_report("not measured"))

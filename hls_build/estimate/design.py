@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
+import json
 import logging
 import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
+from pathlib import Path
 from typing import Any
 
 from hls_build.boards import RESOURCE_NAMES, BoardSpec, board_spec
 from hls_build.estimate.cost import (
+    CALIBRATION_FILE,
     FF_MAC,
     FF_STORAGE,
     LUT_MAC,
@@ -179,7 +182,44 @@ class Estimate:
             "bottleneck": self.bottleneck,
             "layer_config": self.layer_config,
             "calibration": self.summary,
+            **throughput_band(),
         }
+
+
+#: Per-point errors of the model's throughput figures in ``calibration.json`` (``errors.per_point_pct``).
+_THROUGHPUT_ERRORS = ("interval_cycles", "images_per_s", "latency_cycles")
+
+
+def throughput_band(path: str | Path | None = None) -> dict[str, Any]:
+    """The error band of the estimated throughput, for the manifest.
+
+    It is the largest |error| of the interval (or of images/s) over the published designs the model was checked on
+    (``calibration.json``, ``errors.per_point_pct``).
+
+    Returns:
+        ``{"throughput_band_pct": float, "throughput_band_source": str}``, or ``{}`` when no point has one. The board
+        runtime shows the estimate's images/s and latency with this band (``board/board_estimate.py``).
+    """
+    path = Path(path) if path is not None else CALIBRATION_FILE
+    try:
+        points = json.loads(path.read_text()).get("errors", {}).get("per_point_pct", {})
+    except (OSError, ValueError):
+        return {}
+    errors = {
+        name: float(errs[key])
+        for name, errs in points.items()
+        for key in _THROUGHPUT_ERRORS
+        if isinstance(errs, dict) and errs.get(key) is not None
+    }
+    if not errors:
+        return {}
+    worst = max(errors, key=lambda k: abs(errors[k]))
+    listed = ", ".join(f"{name} {e:+g} %" for name, e in sorted(errors.items()))
+    return {
+        "throughput_band_pct": round(abs(errors[worst]), 1),
+        "throughput_band_source": f"largest |error| of the estimated interval or images/s over the {len(errors)} "
+        f"published designs it was checked on ({listed}; hls_build/calibration.json)",
+    }
 
 
 def _layer_setting(layer: Layer, overrides: Mapping[str, Mapping[str, Any]]) -> tuple[int, str | None]:
