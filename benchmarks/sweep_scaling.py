@@ -18,6 +18,7 @@ import tempfile
 import time
 
 import training.keras_compat  # noqa: F401  (before TensorFlow, as every entry point)
+from board.cli import setup_logging
 from training.experiments import Grid, run_sweep
 from training.sweep import RayScheduler
 
@@ -34,7 +35,7 @@ def main() -> None:
     parser.add_argument("--workers", type=int, nargs="+", default=[1, 2])
     parser.add_argument("--out", help="keep the sweep folders here (default: a temporary folder, removed)")
     args = parser.parse_args()
-    logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(name)s: %(message)s", datefmt="%H:%M:%S")
+    setup_logging(logging.WARNING)  # the CLIs' set-up, quiet: only warnings, the table is the output
 
     grid = Grid.from_dict({
         "name": "scaling", "models": [args.model], "quants": ["<8,3>"], "methods": ["plain"],

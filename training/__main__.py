@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import argparse
 import json
-import logging
 import sys
+from collections.abc import Callable
 
-from board.errors import BoardError
+from board.cli import run
 
 
 def _skips(text: str) -> str | tuple[bool, ...]:
@@ -18,8 +18,8 @@ def _skips(text: str) -> str | tuple[bool, ...]:
     raise argparse.ArgumentTypeError(f"--skips takes 'all', 'none' or a 0/1 string per block, got {text!r}")
 
 
-def main(argv: list[str] | None = None) -> int:
-    """Entry point; returns the process exit code."""
+def build_parser() -> argparse.ArgumentParser:
+    """The ``python -m training`` argument parser (light: no TensorFlow)."""
     parser = argparse.ArgumentParser(prog="python -m training", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
     sub.add_parser("list-models", help="print the registered model names")
@@ -56,7 +56,7 @@ def main(argv: list[str] | None = None) -> int:
     tr.add_argument("--test-limit", type=int, default=0, help="evaluate on the first N test images (0 = all)")
     tr.add_argument("--out", required=True, help="output folder (model.h5, config.json, metrics.json)")
     ex = sub.add_parser("experiment", help="run N trials over a grid of configs; write tables and plots")
-    ex.add_argument("--grid", required=True, help="grid file (YAML or JSON), see training/experiments.py")
+    ex.add_argument("--grid", required=True, help="grid file (YAML or JSON), see training/grid.py")
     ex.add_argument("--out", required=True, help="sweep folder (re-run the same command to resume)")
     ex.add_argument(
         "--scheduler",
@@ -76,69 +76,76 @@ def main(argv: list[str] | None = None) -> int:
     from training.compression.cli import add_cli_arguments
 
     add_cli_arguments(co)
-    args = parser.parse_args(argv)
-    # Our progress at INFO; other libraries (QKeras, tf2onnx) only when they warn.
-    logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(name)s: %(message)s", datefmt="%H:%M:%S")
-    logging.getLogger("training").setLevel(logging.INFO)
+    return parser
 
-    # Imported late: TensorFlow takes seconds to import and `--help` should not wait for it.
-    from training.models import UnknownModelError, list_models
-    from training.quant import QuantSpecError
 
-    if args.command == "list-models":
-        print("\n".join(list_models()))
-        return 0
-    if args.command == "compress":
-        from training.compression.cli import run_cli
+def _list_models(args: argparse.Namespace, argv: list[str] | None) -> int:
+    from training.models import list_models
 
-        return run_cli(args, argv)
-    from training.train import ConfigMismatchError, TrainConfig, train
+    print("\n".join(list_models()))
+    return 0
 
-    if args.command == "experiment":
-        from training.experiments import Grid, GridError, run_sweep, summarize
-        from training.sweep import SweepError, make_scheduler
 
-        if args.retries is not None and args.retries < 0:
-            parser.error("--retries must be >= 0")
-        try:
-            grid = Grid.load(args.grid)  # every config is validated here, before anything starts
-            scheduler = make_scheduler(args.scheduler, args.address, args.workers)
-            report = run_sweep(grid, args.out, scheduler, retries=args.retries)
-        except (BoardError, GridError, SweepError, ConfigMismatchError, ValueError, OSError) as exc:
-            print(f"error: {exc}", file=sys.stderr)
-            return 2
-        except KeyboardInterrupt:
-            print("interrupted; run the same command again to resume the sweep", file=sys.stderr)
-            return 130
-        print(json.dumps(summarize(report.records), indent=2))
-        if report.failed:
-            for key, error in report.failed.items():
-                print(f"error: {key}: {error}", file=sys.stderr)
-            print(f"{len(report.failed)} runs failed (details in {args.out}/sweep.json); the tables hold the others. "
-                  "Run the same command again to retry them.", file=sys.stderr)  # fmt: skip
-            return 1
-        return 0
+def _train(args: argparse.Namespace, argv: list[str] | None) -> int:
+    from training.train import TrainConfig, train
 
-    try:
-        cfg = TrainConfig(
-            model=args.model, quant=None if args.quant == "float" else args.quant, skips=args.skips,
-            epochs=args.epochs, batch_size=args.batch_size, lr_peak=args.lr, seed=args.seed, recipe=args.recipe,
-            method=args.method, teacher=args.teacher,
-            kd_loss=args.kd_loss or ("tailor" if args.method.startswith("skip") else "hinton"),
-            kd_temperature=args.kd_temperature, kd_alpha=args.kd_alpha, init_from_teacher=args.init_from_teacher,
-            skip_every_epochs=args.skip_every, train_limit=args.train_limit, test_limit=args.test_limit,
-            fold_bn=args.fold_bn, bn_freeze_epoch=args.bn_freeze_epoch, label_smoothing=args.label_smoothing,
-            weight_decay=args.weight_decay,
-        )  # fmt: skip
-        result = train(cfg, args.out, restart=args.restart)
-    except (BoardError, UnknownModelError, QuantSpecError, ConfigMismatchError, ValueError, OSError) as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
-    except KeyboardInterrupt:
-        print("interrupted; run the same command again to resume from the last checkpoint", file=sys.stderr)
-        return 130
+    cfg = TrainConfig(
+        model=args.model, quant=None if args.quant == "float" else args.quant, skips=args.skips,
+        epochs=args.epochs, batch_size=args.batch_size, lr_peak=args.lr, seed=args.seed, recipe=args.recipe,
+        method=args.method, teacher=args.teacher,
+        kd_loss=args.kd_loss or ("tailor" if args.method.startswith("skip") else "hinton"),
+        kd_temperature=args.kd_temperature, kd_alpha=args.kd_alpha, init_from_teacher=args.init_from_teacher,
+        skip_every_epochs=args.skip_every, train_limit=args.train_limit, test_limit=args.test_limit,
+        fold_bn=args.fold_bn, bn_freeze_epoch=args.bn_freeze_epoch, label_smoothing=args.label_smoothing,
+        weight_decay=args.weight_decay,
+    )  # fmt: skip
+    result = train(cfg, args.out, restart=args.restart)
     print(json.dumps({"model_id": result.model_id, "test_top1": result.test_top1_final}, indent=2))
     return 0
+
+
+def _experiment(args: argparse.Namespace, argv: list[str] | None) -> int:
+    from training.experiments import Grid, run_sweep, summarize
+    from training.sweep import make_scheduler
+
+    grid = Grid.load(args.grid)  # every config is validated here, before anything starts
+    scheduler = make_scheduler(args.scheduler, args.address, args.workers)
+    report = run_sweep(grid, args.out, scheduler, retries=args.retries)
+    print(json.dumps(summarize(report.records), indent=2))
+    if report.failed:
+        for key, error in report.failed.items():
+            print(f"  {key}: {error}", file=sys.stderr)
+        print(f"error: {len(report.failed)} runs failed (details in {args.out}/sweep.json); the tables hold the "
+              "others. Run the same command again to retry them.", file=sys.stderr)  # fmt: skip
+        return 1
+    return 0
+
+
+def _compress(args: argparse.Namespace, argv: list[str] | None) -> int:
+    from training.compression.cli import run_cli
+
+    return run_cli(args, argv)
+
+
+#: Each command: its function, and what Ctrl-C leaves behind.
+COMMANDS: dict[str, tuple[Callable[[argparse.Namespace, list[str] | None], int], str]] = {
+    "list-models": (_list_models, ""),
+    "train": (_train, "run the same command again to resume from the last checkpoint"),
+    "experiment": (_experiment, "run the same command again to resume the sweep"),
+    "compress": (_compress, "nothing in --out is complete"),
+}
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point; returns the process exit code (0 ok, 1 runs of a sweep failed, 2 bad input, 130 interrupted)."""
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if args.command == "experiment" and args.retries is not None and args.retries < 0:
+        parser.error("--retries must be >= 0")
+    work, interrupted_note = COMMANDS[args.command]
+    # TensorFlow is imported by the commands, not here: `--help` should not wait for it. Library code raises
+    # ValueError / FileNotFoundError on malformed user files (a grid, a config.json), hence value_errors_are_input.
+    return run(lambda: work(args, argv), interrupted_note=interrupted_note, value_errors_are_input=True)
 
 
 if __name__ == "__main__":

@@ -75,14 +75,25 @@ def configure_tensorflow(threads: int, deterministic: bool = True) -> bool:
     return was
 
 
+def _tag_worker_logging(run: str) -> None:
+    """Log as the command line does (:func:`board.cli.setup_logging`), with the run's name in every line.
+
+    A Ray worker is a process of its own that no CLI set up; its lines reach the driver's terminal mixed with the
+    other workers', hence the tag.
+    """
+    from board.cli import LOG_FORMAT, setup_logging
+
+    setup_logging()
+    for handler in logging.getLogger().handlers:
+        handler.setFormatter(logging.Formatter(LOG_FORMAT.replace("%(name)s", f"[{run}] %(name)s"), "%H:%M:%S"))
+
+
 def _train_task(cfg: Any, run_dir: str, threads: int, train_fn: Callable | None = None) -> dict:
     """One experiment run on a worker: train ``cfg`` into ``run_dir``; return its metrics and history."""
     import training.keras_compat  # noqa: F401  (before TensorFlow, in a fresh worker)
 
-    if not logging.getLogger().handlers:  # a fresh worker: show the run's progress, tagged with its folder
-        logging.basicConfig(level=logging.WARNING, format=f"%(asctime)s [{Path(run_dir).parent.name}/"
-                            f"{Path(run_dir).name}] %(name)s: %(message)s", datefmt="%H:%M:%S")  # fmt: skip
-        logging.getLogger("training").setLevel(logging.INFO)
+    if not logging.getLogger().handlers:  # a fresh Ray worker: the CLIs' set-up, each line tagged with the run
+        _tag_worker_logging(f"{Path(run_dir).parent.name}/{Path(run_dir).name}")
     was_deterministic = configure_tensorflow(threads)
     try:
         if train_fn is None:

@@ -4,17 +4,19 @@ from __future__ import annotations
 
 import json
 
+from training.compression.errors import CompressionError
+
 
 def _overrides(items: list[str]) -> dict[str, float]:
     out = {}
     for item in items:
         name, sep, value = item.partition("=")
         if not sep or not name:
-            raise ValueError(f"--prune-layer takes LAYER=VALUE, e.g. stem_conv=50; got {item!r}")
+            raise CompressionError(f"--prune-layer takes LAYER=VALUE, e.g. stem_conv=50; got {item!r}")
         try:
             out[name.strip()] = float(value)
         except ValueError as exc:
-            raise ValueError(f"--prune-layer {item!r}: {value!r} is not a number") from exc
+            raise CompressionError(f"--prune-layer {item!r}: {value!r} is not a number") from exc
     return out
 
 
@@ -45,31 +47,26 @@ def add_cli_arguments(parser) -> None:
 
 
 def run_cli(args, argv: list[str] | None = None) -> int:
-    """Run ``python -m training compress`` from parsed arguments; returns the exit code."""
+    """Run ``python -m training compress`` from parsed arguments; returns the exit code.
+
+    Errors are the caller's (``training.__main__`` runs this through :func:`board.cli.run`).
+    """
     import shlex
     import sys
 
-    from board.errors import BoardError
     from training.compression.pipeline import CompressConfig, compress
 
     command = "python -m training " + shlex.join(argv if argv is not None else sys.argv[1:])
-    try:
-        cfg = CompressConfig(
-            prune=args.prune, prune_overrides=_overrides(args.prune_layer),
-            prune_layers=tuple(s.strip() for s in args.layers.split(",") if s.strip()) if args.layers else None,
-            retrain_epochs=args.retrain_epochs, retrain_lr=args.retrain_lr, share_bits=args.share_bits,
-            kmeans_init=args.kmeans_init, finetune_epochs=args.finetune_epochs, finetune_lr=args.finetune_lr,
-            centroid_grad=args.centroid_grad,
-            gap_bits=args.gap_bits, batch_size=args.batch_size, seed=args.seed, train_limit=args.train_limit,
-            test_limit=args.test_limit,
-        )  # fmt: skip
-        report = compress(args.model_dir, args.out, cfg, command=command)
-    except (BoardError, ValueError, OSError) as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
-    except KeyboardInterrupt:
-        print("interrupted; nothing in --out is complete", file=sys.stderr)
-        return 130
+    cfg = CompressConfig(
+        prune=args.prune, prune_overrides=_overrides(args.prune_layer),
+        prune_layers=tuple(s.strip() for s in args.layers.split(",") if s.strip()) if args.layers else None,
+        retrain_epochs=args.retrain_epochs, retrain_lr=args.retrain_lr, share_bits=args.share_bits,
+        kmeans_init=args.kmeans_init, finetune_epochs=args.finetune_epochs, finetune_lr=args.finetune_lr,
+        centroid_grad=args.centroid_grad,
+        gap_bits=args.gap_bits, batch_size=args.batch_size, seed=args.seed, train_limit=args.train_limit,
+        test_limit=args.test_limit,
+    )  # fmt: skip
+    report = compress(args.model_dir, args.out, cfg, command=command)
     t = report["totals"]
     print(json.dumps({"model_id": report["meta"]["model_id"], "top1": report["accuracy"],
                       "rate_huffman": t["rate_huffman"], "rate_huffman_vs_b": t["rate_huffman_vs_b"],

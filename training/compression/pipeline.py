@@ -36,6 +36,7 @@ import numpy as np
 from board.cifar10 import Split
 from board.compressed_weights import decode_layers, read_compressed
 from training.compression.container import encode_kernel, write_compressed
+from training.compression.errors import CompressionError
 from training.compression.prune import MaskCallback, PruneSpec, effective_kernel, kernel_layers, prune_model
 from training.compression.report import build_report, write_report
 from training.compression.share import (
@@ -99,14 +100,14 @@ class CompressConfig:
         PruneSpec.parse(self.prune, self.prune_overrides)  # ValueError for a bad method or value
         check_bits(self.share_bits)
         if self.centroid_grad not in CENTROID_REDUCTIONS:
-            raise ValueError(f"centroid_grad must be one of {CENTROID_REDUCTIONS}, got {self.centroid_grad!r}")
+            raise CompressionError(f"centroid_grad must be one of {CENTROID_REDUCTIONS}, got {self.centroid_grad!r}")
         for name in ("retrain_epochs", "finetune_epochs", "train_limit", "test_limit"):
             if getattr(self, name) < 0:
-                raise ValueError(f"{name} must be >= 0, got {getattr(self, name)}")
+                raise CompressionError(f"{name} must be >= 0, got {getattr(self, name)}")
         if self.gap_bits is not None and self.gap_bits < 1:
-            raise ValueError(f"gap_bits must be >= 1, got {self.gap_bits}")
+            raise CompressionError(f"gap_bits must be >= 1, got {self.gap_bits}")
         if self.batch_size < 1:
-            raise ValueError(f"batch_size must be >= 1, got {self.batch_size}")
+            raise CompressionError(f"batch_size must be >= 1, got {self.batch_size}")
 
     @property
     def prune_spec(self) -> PruneSpec:
@@ -202,7 +203,7 @@ def compress(
     stray = set(spec.overrides) - set(pruned_names)
     if stray:
         kernel_layers(model, sorted(stray))
-        raise ValueError(f"--prune-layer values for layers that are not pruned: {sorted(stray)}")
+        raise CompressionError(f"--prune-layer values for layers that are not pruned: {sorted(stray)}")
 
     train_split, test_split = run_splits(train_split, test_split, cfg.train_limit, cfg.test_limit)
     out.mkdir(parents=True, exist_ok=True)

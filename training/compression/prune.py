@@ -21,6 +21,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from training.compression.errors import CompressionError
 from training.keras_compat import keras, tf
 
 PRUNE_METHODS = ("percentile", "sensitivity")
@@ -28,17 +29,17 @@ PRUNE_METHODS = ("percentile", "sensitivity")
 
 def _check_percentile(q: float) -> float:
     if isinstance(q, bool) or not isinstance(q, (int, float, np.floating, np.integer)) or not math.isfinite(q):
-        raise ValueError(f"percentile must be a number in [0, 100], got {q!r}")
+        raise CompressionError(f"percentile must be a number in [0, 100], got {q!r}")
     if not 0 <= q <= 100:
-        raise ValueError(f"percentile must be in [0, 100], got {q:g}")
+        raise CompressionError(f"percentile must be in [0, 100], got {q:g}")
     return float(q)
 
 
 def _check_sensitivity(s: float) -> float:
     if isinstance(s, bool) or not isinstance(s, (int, float, np.floating, np.integer)) or not math.isfinite(s):
-        raise ValueError(f"sensitivity must be a finite number >= 0, got {s!r}")
+        raise CompressionError(f"sensitivity must be a finite number >= 0, got {s!r}")
     if s < 0:
-        raise ValueError(f"sensitivity must be >= 0, got {s:g}")
+        raise CompressionError(f"sensitivity must be >= 0, got {s:g}")
     return float(s)
 
 
@@ -90,7 +91,7 @@ def prune_mask(weights: np.ndarray, method: str, value: float) -> np.ndarray:
         return percentile_mask(weights, value)
     if method == "sensitivity":
         return sensitivity_mask(weights, value)
-    raise ValueError(f"unknown pruning method {method!r}; use one of {PRUNE_METHODS}")
+    raise CompressionError(f"unknown pruning method {method!r}; use one of {PRUNE_METHODS}")
 
 
 @dataclass(frozen=True)
@@ -109,7 +110,7 @@ class PruneSpec:
 
     def __post_init__(self) -> None:
         if self.method not in PRUNE_METHODS:
-            raise ValueError(f"unknown pruning method {self.method!r}; use one of {PRUNE_METHODS}")
+            raise CompressionError(f"unknown pruning method {self.method!r}; use one of {PRUNE_METHODS}")
         check = _check_percentile if self.method == "percentile" else _check_sensitivity
         check(self.value)
         for v in self.overrides.values():
@@ -124,11 +125,11 @@ class PruneSpec:
         """
         method, sep, value = text.partition(":")
         if not sep:
-            raise ValueError(f"--prune takes METHOD:VALUE, e.g. percentile:80 or sensitivity:0.75; got {text!r}")
+            raise CompressionError(f"--prune takes METHOD:VALUE, e.g. percentile:80 or sensitivity:0.75; got {text!r}")
         try:
             number = float(value)
         except ValueError as exc:
-            raise ValueError(f"pruning value {value!r} is not a number") from exc
+            raise CompressionError(f"pruning value {value!r} is not a number") from exc
         return cls(method.strip(), number, dict(overrides or {}))
 
     def value_for(self, layer: str) -> float:
@@ -155,9 +156,10 @@ def kernel_layers(model: keras.Model, names: Iterable[str] | None = None) -> lis
         try:
             layer = model.get_layer(name)
         except ValueError as exc:
-            raise ValueError(f"no layer named {name!r} in {model.name}; layers with weights: {available}") from exc
+            msg = f"no layer named {name!r} in {model.name}; layers with weights: {available}"
+            raise CompressionError(msg) from exc
         if not has_kernel(layer):
-            raise ValueError(
+            raise CompressionError(
                 f"layer {name!r} ({type(layer).__name__}) has no kernel to prune or share; "
                 f"layers with kernels: {available}"
             )
@@ -204,7 +206,7 @@ def prune_model(
     stray = set(spec.overrides) - names
     if stray:
         kernel_layers(model, sorted(stray))  # a clear error for names without a kernel
-        raise ValueError(f"overrides for layers that are not being pruned: {sorted(stray)}")
+        raise CompressionError(f"overrides for layers that are not being pruned: {sorted(stray)}")
     masks = {}
     for layer in targets:
         kernel = layer.kernel.numpy()

@@ -28,6 +28,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from training.compression.errors import CompressionError
 from training.compression.prune import effective_kernel, kernel_layers
 from training.keras_compat import keras, tf
 
@@ -69,7 +70,7 @@ def kmeans_1d(
     if int(iters) != iters or iters < 1:
         raise ValueError(f"iters must be an integer >= 1, got {iters!r}")
     if init not in KMEANS_INITS:
-        raise ValueError(f"unknown k-means init {init!r}; use one of {KMEANS_INITS}")
+        raise CompressionError(f"unknown k-means init {init!r}; use one of {KMEANS_INITS}")
     v = np.asarray(values, dtype=np.float64).ravel()
     if not np.all(np.isfinite(v)):
         raise ValueError("k-means needs finite values")
@@ -121,9 +122,9 @@ def _lloyd(v: np.ndarray, centroids: np.ndarray, iters: int) -> tuple[np.ndarray
 def check_bits(bits: int) -> int:
     """``bits`` as an int, or ValueError when it is not an integer in 1..16."""
     if isinstance(bits, bool) or not isinstance(bits, (int, np.integer)) or bits < 1:
-        raise ValueError(f"weight-sharing bits must be an integer >= 1, got {bits!r}")
+        raise CompressionError(f"weight-sharing bits must be an integer >= 1, got {bits!r}")
     if bits > 16:
-        raise ValueError(f"weight-sharing bits must be <= 16 (2^16 clusters), got {bits}")
+        raise CompressionError(f"weight-sharing bits must be <= 16 (2^16 clusters), got {bits}")
     return int(bits)
 
 
@@ -254,7 +255,7 @@ def finetune_centroids(
         ValueError: an unknown ``reduction``.
     """
     if reduction not in CENTROID_REDUCTIONS:
-        raise ValueError(f"unknown centroid gradient reduction {reduction!r}; use one of {CENTROID_REDUCTIONS}")
+        raise CompressionError(f"unknown centroid gradient reduction {reduction!r}; use one of {CENTROID_REDUCTIONS}")
     if epochs <= 0 or not shared:
         return {"loss": [], "accuracy": []}
     if steps_per_epoch is None:
