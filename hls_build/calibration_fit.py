@@ -133,9 +133,10 @@ class CalibrationDesign:
 
     @property
     def part(self) -> str | None:
-        """The part of its csynth report."""
-        rep = reported(self).get("csynth") or {}
-        return rep.get("part")
+        """The part of its csynth report (None without one)."""
+        if "csynth" not in self.meta.get("reports", {}):
+            return None
+        return reported(self)["csynth"].get("part")
 
     @property
     def source(self) -> dict[str, Any]:
@@ -279,7 +280,9 @@ def calibrate(folder: str | Path | None = None) -> dict[str, Any]:
         "error_pct", "held_out_error_pct"}, ...], "coefficients", "post_synthesis", "summary", "band_pct"}``.
     """
     designs = load_designs(folder)
-    est_designs = [d for d in designs if d.has_firmware]
+    # Designs with firmware AND a csynth report are fitted; a report-only design gives csynth -> synthesis
+    # ratios, a firmware-only one (measured throughput) is checked by hls_build.throughput_check.
+    est_designs = [d for d in designs if d.has_firmware and "csynth" in d.meta.get("reports", {})]
     if not est_designs:
         raise CalibrationError(f"no calibration design with firmware under {folder or DESIGNS_DIR}")
     rep = {d.name: reported(d) for d in designs}
@@ -398,6 +401,7 @@ def calibrate(folder: str | Path | None = None) -> dict[str, Any]:
         "band_pct": band,
         "designs": out_designs,
         "reports_only": [d.name for d in designs if not d.has_firmware],
+        "not_fitted": [d.name for d in designs if d.has_firmware and d not in est_designs],
     }
 
 
@@ -585,13 +589,27 @@ def run_estimate_cli(path: str, part: str | None, hls_tool: str | None, json_pat
 
 def run_calibrate_cli(json_path: str | None, write: bool, rebuild: str | None = None) -> int:
     """``python -m hls_build calibrate``: refit, print the table, optionally write the JSON / the fit file."""
+    from hls_build import throughput_check
+
     if rebuild:
         designs = {d.name: d for d in load_designs()}
         if rebuild not in designs:
             raise CalibrationError(f"unknown calibration design {rebuild!r}; known: {', '.join(sorted(designs))}")
-        print("\n".join(rebuild_firmware(designs[rebuild])))
+        if "rebuild_mlperf" in designs[rebuild].meta:
+            print("\n".join(throughput_check.rebuild_firmware(designs[rebuild])))
+        else:
+            print("\n".join(rebuild_firmware(designs[rebuild])))
     fit = calibrate()
+    # The measured throughputs check the interval model with the constants just fitted (not fitted on them).
+    fit["throughput"] = [throughput_check.throughput_check(d, fit) for d in throughput_check.throughput_designs()]
     print(format_summary(fit))
+    for t in fit["throughput"]:
+        print(
+            f"throughput {t['name']}: estimated {t['estimated_images_per_s']} images/s (accelerator alone, interval "
+            f"{t['interval_cycles']} cycles at {t['clock_mhz']} MHz), measured {t['measured_images_per_s']} "
+            f"inferences/s on the board: error {t['error_pct']:+.1f} %; {t['unmodelled_ms_per_image']} ms per "
+            "image not covered by the interval model (transfers, driver, harness, interval error)"
+        )
     text = json.dumps(fit, indent=1) + "\n"
     if json_path:
         Path(json_path).write_text(text)

@@ -26,7 +26,9 @@ from hls_build.hls_project import (
 )
 
 DESIGNS = cf.load_designs()
-WITH_FIRMWARE = [d for d in DESIGNS if d.has_firmware]
+WITH_CSYNTH = [d for d in DESIGNS if "csynth" in d.meta["reports"]]
+WITH_FIRMWARE = [d for d in WITH_CSYNTH if d.has_firmware]
+THROUGHPUT = [d for d in DESIGNS if "throughput" in d.meta["reports"]]
 
 
 @pytest.fixture(scope="module")
@@ -58,13 +60,13 @@ def test_design_provenance(design):
     rebuilt = files - copied
     assert copied <= files, f"design.json lists files that are not committed: {copied - files}"
     if rebuilt:  # only a 'rebuilt' design may hold files that are not copies, and only its firmware/config
-        assert "rebuild" in design.meta, rebuilt
+        assert "rebuild" in design.meta or "rebuild_mlperf" in design.meta, rebuilt
         assert all(f.startswith("firmware/") or f.endswith(".tcl") for f in rebuilt), rebuilt
     for rel in design.meta["reports"].values():
         assert rel in copied, f"report {rel} is not a copy of a published file"
 
 
-@pytest.mark.parametrize("design", DESIGNS, ids=lambda d: d.name)
+@pytest.mark.parametrize("design", WITH_CSYNTH, ids=lambda d: d.name)
 def test_reported_figures_match_committed_files(design, committed):
     """The figures in calibration_fit.json are the ones parsed from the committed report files (none typed in)."""
     rep = cf.reported(design)
@@ -101,6 +103,7 @@ def test_each_design_estimate_is_reproduced(design, fit, committed):
 def test_fit_summary_is_committed(fit, committed):
     assert fit["coefficients"] == committed["coefficients"]
     assert fit["summary"] == committed["summary"]
+    assert fit["constants"] == committed["constants"]
     assert fit["band_pct"] == committed["band_pct"]
     for r in ("LUT", "FF"):
         loo = fit["summary"]["csynth_leave_one_out"][r]
@@ -266,3 +269,22 @@ def test_fitted_constants_apply_per_hls_tool(committed):
     assert set(consts["interval"]) == {"vitis", "vivado_hls"}
     groups = {d["group"] for d in committed["designs"]}
     assert len(groups) < len(committed["designs"])  # designs sharing a firmware are one group
+
+
+@pytest.mark.parametrize("design", THROUGHPUT, ids=lambda d: d.name)
+def test_throughput_check_is_reproduced(design, committed):
+    """The interval model against the MLPerf Tiny throughput measured on a PYNQ-Z2, as committed."""
+    from hls_build.throughput_check import parse_eembc_performance, throughput_check
+
+    text = (design.folder / design.meta["reports"]["throughput"]).read_text()
+    measured = parse_eembc_performance(text)
+    assert f"Median throughput is {measured:.3f} inf./sec." in text
+    ours = throughput_check(design, committed)
+    theirs = next(t for t in committed["throughput"] if t["name"] == design.name)
+    assert ours == theirs
+    assert ours["clock_mhz"] == pytest.approx(1000 / 6.67, abs=0.01)
+
+
+def test_throughput_designs_present():
+    names = {d.name for d in THROUGHPUT}
+    assert {"mlperf_tiny_rn07_pynqz2", "mlperf_tiny_rn08_pynqz2"} <= names
