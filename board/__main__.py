@@ -8,6 +8,7 @@ Examples::
     python -m board bench --bundle resnet8_w8a8 -n 1000 --batch-size 100 --batch-sizes 1,10,100
     python -m board bench --bundle overlays/zcu104/resnet8_w8a8              # power from PMBus on the ZCU104
     python -m board bench --bundle ... --external-power-watts 2.9 --external-idle-watts 2.4   # PYNQ-Z2 + meter
+    python -m board bench --bundle resnet8_w8a8 --mlperf          # MLPerf Tiny's method, next to hls4ml's result
     python -m board bench --bundle overlays/pynq-z2/resnet8_w8a8 --reference-only   # CPU figures on this machine
     python -m board demo                                   # classify a few test images with the first bundle
     python -m board remote-bench --host xilinx@192.168.2.99 --bundle overlays/pynq-z2/resnet8_w8a8 -- -n 10000
@@ -68,6 +69,27 @@ def _cmd_bench(args: argparse.Namespace) -> int:
         external_watts=args.external_power_watts,
         external_idle_watts=args.external_idle_watts,
     )
+    if args.mlperf:
+        # MLPerf Tiny's method (board/mlperf.py): accuracy on the 200-image subset and the test set, batch-1
+        # throughput windows of >= 10 s (median), energy where power is available, next to the published result.
+        from board.mlperf import render_mlperf, run_mlperf
+
+        mreport, mout = run_mlperf(
+            args.bundle,
+            n=args.n,
+            out_dir=args.out,
+            cifar10_dir=args.cifar10_dir,
+            duration_s=args.mlperf_duration,
+            windows=args.mlperf_windows,
+            batch_size=args.batch_size,
+            timeout_s=args.timeout,
+            board=None if args.board == "auto" else args.board,
+            engine=args.engine,
+            power=power,
+        )
+        sys.stdout.write(render_mlperf(mreport))
+        log.info("MLPerf report written to %s", mout)
+        return EXIT_OK
     reference = "only" if args.reference_only else "off" if args.no_reference else "auto"
     report, out = run_bench(
         args.bundle,
@@ -388,6 +410,16 @@ def build_parser() -> argparse.ArgumentParser:
         "-n", type=int, help="test images, from the first (default: all 10000 with a bitstream, 1000 emulated)"
     )
     bench.add_argument("--batch-size", type=int, default=100, help="images per DMA transfer (default 100)")
+    bench.add_argument(
+        "--mlperf",
+        action="store_true",
+        help="MLPerf Tiny's method: top-1 on its 200-image subset and the test set, batch-1 throughput (median of "
+        "windows of >= 10 s), energy per inference where power is available, next to the published PYNQ-Z2 result",
+    )
+    bench.add_argument(
+        "--mlperf-duration", type=_positive_float, default=10.0, help="seconds per MLPerf window (MLPerf: >= 10)"
+    )
+    bench.add_argument("--mlperf-windows", type=int, default=5, help="MLPerf performance windows (MLPerf: 5)")
     bench.add_argument(
         "--batch-sizes",
         help="batch-size sweep, e.g. 1,10,100 ('off' for none; default: 1,10,100 with a bitstream, off emulated)",
