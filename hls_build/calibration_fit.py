@@ -161,11 +161,12 @@ def reported(design: CalibrationDesign) -> dict[str, Any]:
     out: dict[str, Any] = {}
     if "csynth" in reps:
         out["csynth"] = parse_csynth_rpt((design.folder / reps["csynth"]).read_text(errors="replace"))
-    if "synth" in reps:
-        from hls_build.reports import parse_utilization_report
+    for key in ("synth", "whole_design_placed", "dma_synth"):  # Vivado report_utilization files
+        if key in reps:
+            from hls_build.reports import parse_utilization_report
 
-        util = parse_utilization_report(design.folder / reps["synth"])
-        out["synth"] = {**{r: util.used.get(r) for r in RESOURCE_NAMES}, "device": util.device,
+            util = parse_utilization_report(design.folder / reps[key])
+            out[key] = {**{r: util.used.get(r) for r in RESOURCE_NAMES}, "device": util.device,
                         "tool_version": util.tool_version, "design_state": util.design_state}  # fmt: skip
     if "cosim" in reps:
         out["cosim"] = parse_cosim_rpt((design.folder / reps["cosim"]).read_text(errors="replace"))
@@ -264,6 +265,29 @@ def post_synthesis_ratios(designs: list[CalibrationDesign], leave_out: str | Non
                 pairs[r].append(s / c)
     ratios = {r: (round(float(math.exp(np.mean(np.log(v)))), 3) if v else None) for r, v in pairs.items()}
     return {"ratios": ratios, "pairs": {r: [round(x, 3) for x in v] for r, v in pairs.items()}, "designs": names}
+
+
+def board_wrapper(designs: list[CalibrationDesign]) -> dict[str, Any] | None:
+    """The block design around the accelerator (PS glue, AXI DMA, interconnect), from a design that publishes both.
+
+    Returns:
+        ``{"design", "part", "resources": whole placed design minus the synthesized accelerator IP, "whole_design",
+        "accelerator", "dma_alone"}``, or None when no design publishes a whole block design.
+    """
+    for d in designs:
+        rep = reported(d)
+        if "whole_design_placed" in rep and "synth" in rep:
+            whole, acc = rep["whole_design_placed"], rep["synth"]
+            return {
+                "design": d.name,
+                "part": d.part,
+                "note": d.meta.get("board_wrapper_note"),
+                "resources": {r: max(0, (whole[r] or 0) - (acc[r] or 0)) for r in RESOURCE_NAMES},
+                "whole_design": {r: whole[r] for r in RESOURCE_NAMES},
+                "accelerator": {r: acc[r] for r in RESOURCE_NAMES},
+                "dma_alone": {r: rep["dma_synth"][r] for r in RESOURCE_NAMES} if "dma_synth" in rep else None,
+            }
+    return None
 
 
 def calibrate(folder: str | Path | None = None) -> dict[str, Any]:
@@ -388,6 +412,12 @@ def calibrate(folder: str | Path | None = None) -> dict[str, Any]:
         "interval_cycles_in_sample": _stats(interval_errs["in"]),
     }
     band = {r: summary["csynth_leave_one_out"][r]["p90_abs_pct"] for r in CHECK_RESOURCES}
+    # Post-synthesis band: the post-synthesis leave-one-out p90 where two or more designs publish both figures,
+    # else (and never below) the csynth band.
+    band_post = {}
+    for r in CHECK_RESOURCES:
+        post = summary["synth_leave_one_out"][r]
+        band_post[r] = max(x for x in (band[r], post["p90_abs_pct"] if post["n"] >= 2 else None) if x is not None)
     return {
         "format": "hls_build-calibration-fit",
         "about": "ESTIMATE calibration on published hls4ml designs (hls_build/calibration_designs); "
@@ -399,6 +429,8 @@ def calibrate(folder: str | Path | None = None) -> dict[str, Any]:
         "post_synthesis": ratios_all,
         "summary": summary,
         "band_pct": band,
+        "post_synthesis_band_pct": band_post,
+        "board_wrapper": board_wrapper(designs),
         "designs": out_designs,
         "reports_only": [d.name for d in designs if not d.has_firmware],
         "not_fitted": [d.name for d in designs if d.has_firmware and d not in est_designs],
@@ -511,6 +543,14 @@ def estimate_hls_project(
             return None
         return {r: (round(100.0 * values[r] / available[r], 1) if available.get(r) else None) for r in RESOURCE_NAMES}
 
+    wrapper = (fit.get("board_wrapper") or {}).get("resources")
+    band_post = fit.get("post_synthesis_band_pct", band)
+    whole = {r: post[r] + (wrapper or {}).get(r, 0) for r in RESOURCE_NAMES}
+    fits = None
+    if available:
+        # "fits" on the post-synthesis prediction of the whole block design, widened by its error band.
+        fits = all(whole[r] * (1 + (band_post.get(r) or 0) / 100) <= available[r] for r in RESOURCE_NAMES
+                   if r in band_post and available.get(r))  # fmt: skip
     rows = []
     for row in e.rows:
         res = {r: round(row.resources[r] * scale.get(r, 1.0), 1) for r in RESOURCE_NAMES}
@@ -538,9 +578,17 @@ def estimate_hls_project(
             for r in RESOURCE_NAMES
             if r in band
         },  # fmt: skip
+        "post_synthesis_band_pct": band_post,
+        "board_wrapper": wrapper,
+        "board_wrapper_source": (fit.get("board_wrapper") or {}).get("design"),
+        "whole_design_post_synthesis": whole,
         "available": available,
         "utilization_pct": util(totals),
         "post_synthesis_utilization_pct": util(post),
+        "whole_design_utilization_pct": util(whole),
+        "fits": fits,
+        "fits_rule": "whole design (accelerator post-synthesis prediction + board wrapper) times (1 + band) "
+        "within the part's resources, every resource",
         "interval_cycles": e.interval_cycles,
         "latency_cycles": e.latency_cycles,
         "bottleneck": e.bottleneck,
@@ -567,8 +615,14 @@ def format_project_estimate(result: dict[str, Any]) -> str:
                  + " ".join(f"{result['band_pct'].get(r) or 0:>9.0f}" for r in RESOURCE_NAMES))  # fmt: skip
     lines.append(f"{'Post-synthesis (predicted)':36s} {'':>8s} "
                  + " ".join(f"{result['post_synthesis'][r]:>9d}" for r in RESOURCE_NAMES))  # fmt: skip
+    lines.append(f"{'Whole design incl. board wrapper':36s} {'':>8s} "
+                 + " ".join(f"{result['whole_design_post_synthesis'][r]:>9d}" for r in RESOURCE_NAMES))  # fmt: skip
     if result["available"]:
         lines.append(f"{'Available':36s} {'':>8s} " + " ".join(f"{result['available'][r]:>9d}" for r in RESOURCE_NAMES))
+    if result["fits"] is not None:
+        verdict = "FITS" if result["fits"] else "DOES NOT FIT"
+        lines.append(f"{verdict} {result['part']} by the estimate: {result['fits_rule']} "
+                     f"(post-synthesis band % {result['post_synthesis_band_pct']})")  # fmt: skip
     iv = result["interval_error_pct"]
     lines.append(
         f"Interval {result['interval_cycles']} cycles (bottleneck {result['bottleneck']}), latency "

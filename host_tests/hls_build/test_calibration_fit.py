@@ -253,7 +253,9 @@ def test_committed_fit_file_is_where_the_estimate_reads_it():
 @pytest.mark.parametrize("design", [d for d in WITH_FIRMWARE if "rebuild" not in d.meta], ids=lambda d: d.name)
 def test_report_belongs_to_the_firmware(design):
     """Every ``configN`` the csynth report's instances name is a config struct of the committed parameters.h."""
-    report = (design.folder / design.meta["reports"]["csynth"]).read_text()
+    reports = design.meta["reports"]
+    # an AXI wrapper's report names only the wrapper's instances; its inner top's report names the layers
+    report = (design.folder / reports.get("csynth_inner", reports["csynth"])).read_text()
     params = (design.folder / "firmware" / "parameters.h").read_text()
     named = set(re.findall(r"_(config\d+)_(?:U0|s)\b", report))
     assert named, "no configN instance in the report"
@@ -288,3 +290,26 @@ def test_throughput_check_is_reproduced(design, committed):
 def test_throughput_designs_present():
     names = {d.name for d in THROUGHPUT}
     assert {"mlperf_tiny_rn07_pynqz2", "mlperf_tiny_rn08_pynqz2"} <= names
+
+
+def test_board_wrapper_from_a_published_block_design(committed):
+    """The PYNQ-Z2 block design around an hls4ml IP: whole placed design minus the IP, both re-read."""
+    wrapper = committed["board_wrapper"]
+    design = next(d for d in DESIGNS if d.name == wrapper["design"])
+    rep = cf.reported(design)
+    assert rep["whole_design_placed"]["design_state"] == "Fully Placed"
+    for r in ("LUT", "FF", "BRAM_18K"):
+        assert wrapper["resources"][r] == rep["whole_design_placed"][r] - rep["synth"][r] > 0
+    assert wrapper["resources"]["BRAM_18K"] >= rep["dma_synth"]["BRAM_18K"]  # the DMA's buffers are in it
+
+
+def test_estimate_states_whole_design_and_fit(tmp_path):
+    design = next(d for d in DESIGNS if d.name == "pynq_mlp_stream")
+    result = cf.estimate_hls_project(design.folder)
+    wrapper = result["board_wrapper"]
+    for r in ("LUT", "FF"):
+        assert result["whole_design_post_synthesis"][r] == result["post_synthesis"][r] + wrapper[r]
+    assert result["fits"] is True  # a small MLP on the PYNQ-Z2, as published
+    big = cf.estimate_hls_project(next(d for d in DESIGNS if d.name == "tutorial_pruned_cnn").folder,
+                                  part="xc7z020clg400-1")  # fmt: skip
+    assert big["fits"] is False  # 5,400 DSPs do not fit a Zynq-7020
