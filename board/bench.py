@@ -47,7 +47,7 @@ from board.progress import Progress
 __all__ = [
     "DEFAULT_BATCH_SIZES",
     "benchmark",
-    "default_n",
+    "default_image_count",
     "environment",
     "latency_stats",
     "parse_batch_sizes",
@@ -112,7 +112,7 @@ def latency_stats(
     return stats
 
 
-def _version(dist: str) -> str | None:
+def _installed_version(dist: str) -> str | None:
     from importlib.metadata import PackageNotFoundError, version
 
     try:
@@ -126,8 +126,8 @@ def environment() -> dict[str, Any]:
     return {
         "python": platform.python_version(),
         "numpy": np.__version__,
-        "pynq": _version("pynq"),
-        "onnxruntime": _version("onnxruntime"),
+        "pynq": _installed_version("pynq"),
+        "onnxruntime": _installed_version("onnxruntime"),
         "board_runtime": __version__,
         "machine": platform.machine(),
         "platform": platform.platform(),
@@ -158,7 +158,7 @@ def parse_batch_sizes(text: str | Sequence[int] | None) -> tuple[int, ...]:
     return tuple(sizes)
 
 
-def default_n(emulated: bool, reference: str = "auto", engine: str = "fast") -> int:
+def default_image_count(emulated: bool, reference: str = "auto", engine: str = "fast") -> int:
     """Default image count: the whole test set, except for an emulated pass on the C-simulation (1,000)."""
     return DEFAULT_N_EMULATED if emulated and reference != "only" and engine == "csim" else DEFAULT_N_BOARD
 
@@ -576,13 +576,15 @@ def render_markdown(report: dict[str, Any]) -> str:
         lines += [f"> **FPGA figures: {report['fpga_label']}.**", ""]
         if engine.get("description"):
             lines += [f"Emulation engine: {engine['description']}."]
-        cc = engine.get("csim_check")
-        if cc:
-            verdict = "bit-identical" if cc["bit_exact"] else f"**{cc['images'] - cc['identical']} differ**"
+        cross_check = engine.get("csim_check")
+        if cross_check:
+            checked, identical = cross_check["images"], cross_check["identical"]
+            verdict = "bit-identical" if cross_check["bit_exact"] else f"**{checked - identical} differ**"
+            csim_rate = _num(cross_check["csim_images_per_s"], ".1f")
             lines += [
-                f"Cross-check: the hls4ml C-simulation ran the first {cc['images']} images too; raw outputs "
-                f"{verdict} ({cc['identical']}/{cc['images']}); C-simulation {_num(cc['csim_images_per_s'], '.1f')} "
-                f"images/s vs fast engine {_num(cc['fast_images_per_s'], '.0f')} images/s on this host."
+                f"Cross-check: the hls4ml C-simulation ran the first {checked} images too; raw outputs "
+                f"{verdict} ({identical}/{checked}); C-simulation {csim_rate} "
+                f"images/s vs fast engine {_num(cross_check['fast_images_per_s'], '.0f')} images/s on this host."
             ]
         lines += [""]
     else:
@@ -731,7 +733,8 @@ def run_bench(
 
     Args:
         bundle_dir: the bundle folder, ``<board>/<model_id>`` or a model id (see :mod:`board.registry`).
-        n: number of test images, from the first (default :func:`default_n`: 10,000, or 1,000 emulated).
+        n: number of test images, from the first (default :func:`default_image_count`: 10,000, or 1,000 on the
+            C-simulation engine).
         batch_size: images per DMA transfer / ONNX Runtime call.
         out_dir: where to write the report (default ``build/reports/<board>/<model_id>``).
         cifar10_dir: CIFAR-10 folder (default: ``$CIFAR10_DIR``, then Keras's cache).
@@ -772,7 +775,7 @@ def run_bench(
             )
     engine = resolve_engine(bundle, engine) if m.emulated else "hardware"
     if n is None:
-        n = default_n(m.emulated, reference, engine)
+        n = default_image_count(m.emulated, reference, engine)
     if batch_sizes is None:
         sizes = () if (m.emulated and reference != "only") else DEFAULT_BATCH_SIZES
     else:
@@ -818,11 +821,12 @@ def run_bench(
         check = min(DEFAULT_CSIM_CHECK if csim_check is None else csim_check, len(test))
         if check > 0 and reference != "only":
             log.info("cross-checking the fast engine against the hls4ml C-simulation on %d images", check)
-            cc = csim_cross_check(bundle, test.images[:check])
-            report["engine"]["csim_check"] = cc
-            if not cc["bit_exact"]:
+            cross_check = csim_cross_check(bundle, test.images[:check])
+            report["engine"]["csim_check"] = cross_check
+            if not cross_check["bit_exact"]:
+                differ = cross_check["images"] - cross_check["identical"]
                 report["notes"].append(
-                    f"fast engine and C-simulation differ on {cc['images'] - cc['identical']} of {cc['images']} images"
+                    f"fast engine and C-simulation differ on {differ} of {cross_check['images']} images"
                 )
     out = Path(out_dir) if out_dir is not None else Path("build") / "reports" / m.board / m.model_id
     json_path, md_path = write_report(report, out, plots=plots)

@@ -166,8 +166,3 @@ def load_split(name: str, directory: str | os.PathLike | None = None, download: 
     root = find_dataset_dir(directory, download)
     files = TRAIN_BATCHES if name == "train" else ("test_batch",)
     return _to_split([_read_batch(root / f) for f in files], root)
-
-
-def load_cifar10(directory: str | os.PathLike | None = None, download: bool = False) -> tuple[Split, Split]:
-    """Load (train, test) splits. See :func:`load_split`."""
-    return load_split("train", directory, download), load_split("test", directory, download)

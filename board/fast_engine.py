@@ -854,19 +854,19 @@ class FastEngine:
                 f"(python -m hls_build bundle --model-dir <training folder>), or write one beside it with "
                 f"python -m hls_build.firmware_graph {bundle.root} --out <dir> and pass graph_dir=<dir>"
             )
-        emu = cls.from_files(
+        engine = cls.from_files(
             graph_path, weights_path, in_dtype=m.input.container, out_dtype=m.output.container, **kwargs
         )
-        for what, spec, t in (("input", m.input, emu.in_type), ("output", m.output, emu.out_type)):
+        for what, spec, t in (("input", m.input, engine.in_type), ("output", m.output, engine.out_type)):
             fp = FixedPoint.parse(spec.fixed_point)
             if (fp.width, fp.integer, fp.signed) != (t.width, t.integer, t.signed):
                 raise BundleError(
                     f"{bundle.root}: manifest {what} type {spec.fixed_point} but the firmware graph has {t}"
                 )
-        if int(np.prod(m.input.shape)) != emu.n_in or int(np.prod(m.output.shape)) != emu.n_out:
+        if int(np.prod(m.input.shape)) != engine.n_in or int(np.prod(m.output.shape)) != engine.n_out:
             raise BundleError(f"{bundle.root}: manifest stream sizes do not match the firmware graph")
-        emu.bundle, emu.preprocessing = bundle, dict(m.preprocessing)
-        return emu
+        engine.bundle, engine.preprocessing = bundle, dict(m.preprocessing)
+        return engine
 
     def _compile(self, graph: Mapping[str, Any], arrays: Mapping[str, np.ndarray]) -> None:
         """Turn the layer list into steps, deriving every tensor's static range."""

@@ -14,7 +14,7 @@ from board_fakes import write_hw_bundle
 from board.bench import (
     DEFAULT_BATCH_SIZES,
     benchmark,
-    default_n,
+    default_image_count,
     latency_stats,
     parse_batch_sizes,
     render_markdown,
@@ -39,10 +39,11 @@ def test_parse_batch_sizes():
 
 
 def test_defaults():
-    assert default_n(emulated=False) == 10_000
+    assert default_image_count(emulated=False) == 10_000
     # The fast engine takes the whole test set; the C-simulation engine (~10 images/s) 1,000 images.
-    assert default_n(emulated=True, engine="fast") == 10_000 and default_n(emulated=True, engine="csim") == 1_000
-    assert default_n(emulated=True, reference="only", engine="csim") == 10_000
+    assert default_image_count(emulated=True, engine="fast") == 10_000
+    assert default_image_count(emulated=True, engine="csim") == 1_000
+    assert default_image_count(emulated=True, reference="only", engine="csim") == 10_000
     assert DEFAULT_BATCH_SIZES == (1, 10, 100)
 
 

@@ -64,22 +64,22 @@ def test_images(cifar10_dir) -> np.ndarray:
 
 
 @pytest.fixture(scope="session", params=["test", "overlay"])
-def engine(request, test_overlays):
+def engine_case(request, test_overlays):
     return request.param, *_open(request.param, test_overlays)
 
 
-def _explain(bundle, emu: FastEngine, raw: np.ndarray) -> str:
+def _explain(bundle, engine: FastEngine, raw: np.ndarray) -> str:
     """Name the first diverging layer on these images (recompiles the C-simulation with traces)."""
     try:
-        tracer = CSimTracer.from_bundle(bundle, emu.graph, TRACE_BUILD)
-        div = first_divergence(tracer.trace(raw), emu.trace(raw), emu.layers)
+        tracer = CSimTracer.from_bundle(bundle, engine.graph, TRACE_BUILD)
+        div = first_divergence(tracer.trace(raw), engine.trace(raw), engine.layers)
     except Exception as exc:  # noqa: BLE001 - the comparison failed already; say why the diagnosis did too
         return f"(could not trace the C-simulation: {exc})"
     return str(div) if div else "every layer agrees on the first differing image (the AXI output cast differs)"
 
 
-def _assert_identical(bundle, emu: FastEngine, raw: np.ndarray, processes: int) -> None:
-    fast = emu.predict_raw(raw)
+def _assert_identical(bundle, engine: FastEngine, raw: np.ndarray, processes: int) -> None:
+    fast = engine.predict_raw(raw)
     with CSimRunner.from_bundle(bundle, processes=processes) as csim:
         ref = csim.run(raw)
     assert fast.dtype == ref.dtype and fast.shape == ref.shape
@@ -87,52 +87,52 @@ def _assert_identical(bundle, emu: FastEngine, raw: np.ndarray, processes: int) 
     if len(bad):
         pytest.fail(
             f"{len(bad)} of {len(raw)} images differ from the C-simulation (first: image {bad[0]}); "
-            + _explain(bundle, emu, raw[bad[:1]])
+            + _explain(bundle, engine, raw[bad[:1]])
         )
 
 
 # --------------------------------------------------------------------------------------------- bit exactness
-def test_bit_identical_to_csim_on_100_test_images(engine, test_images):
-    _, bundle, emu = engine
-    _assert_identical(bundle, emu, test_images[:100].reshape(100, -1), processes=2)
+def test_bit_identical_to_csim_on_100_test_images(engine_case, test_images):
+    _, bundle, engine = engine_case
+    _assert_identical(bundle, engine, test_images[:100].reshape(100, -1), processes=2)
 
 
 @pytest.mark.slow
 @pytest.mark.parametrize("name", ["test", "overlay", "resnet20"])
 def test_bit_identical_to_csim_on_500_test_images(name, test_overlays, test_images):
-    bundle, emu = _open(name, test_overlays)
-    _assert_identical(bundle, emu, test_images[:500].reshape(500, -1), processes=2)
+    bundle, engine = _open(name, test_overlays)
+    _assert_identical(bundle, engine, test_images[:500].reshape(500, -1), processes=2)
 
 
 @pytest.mark.slow
 @pytest.mark.parametrize("name", ["test", "overlay", "resnet20"])
 def test_every_layer_matches_the_traced_csim(name, test_overlays, test_images):
-    bundle, emu = _open(name, test_overlays)
+    bundle, engine = _open(name, test_overlays)
     raw = test_images[100:103].reshape(3, -1)
-    ref = CSimTracer.from_bundle(bundle, emu.graph, TRACE_BUILD).trace(raw)
-    cand = emu.trace(raw)
-    assert set(ref) == set(emu.layers) - set(emu.graph["inputs"])
-    assert first_divergence(ref, cand, emu.layers) is None
+    ref = CSimTracer.from_bundle(bundle, engine.graph, TRACE_BUILD).trace(raw)
+    cand = engine.trace(raw)
+    assert set(ref) == set(engine.layers) - set(engine.graph["inputs"])
+    assert first_divergence(ref, cand, engine.layers) is None
 
 
-def test_first_divergence_names_the_layer_with_a_changed_weight(engine, test_images):
-    _, _, emu = engine
-    conv = [la for la in emu.graph["layers"] if la["op"] == "conv2d"][1]
-    arrays = {k: v.copy() for k, v in _arrays(emu).items()}
+def test_first_divergence_names_the_layer_with_a_changed_weight(engine_case, test_images):
+    _, _, engine = engine_case
+    conv = [la for la in engine.graph["layers"] if la["op"] == "conv2d"][1]
+    arrays = {k: v.copy() for k, v in _arrays(engine).items()}
     arrays[conv["weights"]["weight"]["key"]][0, :] += 1  # one more LSB on every filter's first tap
-    broken = FastEngine(emu.graph, arrays)
+    broken = FastEngine(engine.graph, arrays)
     raw = test_images[:4].reshape(4, -1)
-    div = first_divergence(emu.trace(raw), broken.trace(raw), emu.layers)
+    div = first_divergence(engine.trace(raw), broken.trace(raw), engine.layers)
     assert div is not None and div.layer == conv["outputs"][0]["name"]
     assert div.previous is not None and div.differing > 0
     assert repr(conv["name"]) in str(div)
 
 
-def test_graph_types_are_the_ones_in_defines_h(engine):
-    _, bundle, emu = engine
+def test_graph_types_are_the_ones_in_defines_h(engine_case):
+    _, bundle, engine = engine_case
     defines = bundle.path("hls/firmware/defines.h").read_text()
     typedefs = dict((m.group(2), m.group(1)) for m in re.finditer(r"typedef\s+(.+?)\s+(\w+);", defines))
-    for layer in emu.graph["layers"]:
+    for layer in engine.graph["layers"]:
         for o in layer["outputs"]:
             t = o["type"]
             cpp = typedefs[t["name"]]
@@ -144,25 +144,25 @@ def test_graph_types_are_the_ones_in_defines_h(engine):
 
 
 # --------------------------------------------------------------------------------------------------- the API
-def test_predict_is_predict_raw_decoded(engine, test_images):
-    _, _, emu = engine
-    logits = emu.predict(test_images[:8])
-    raw = emu.predict_raw(test_images[:8].reshape(8, -1))
-    out = FixedPoint.parse(str(emu.bundle.manifest.output.fixed_point))
+def test_predict_is_predict_raw_decoded(engine_case, test_images):
+    _, _, engine = engine_case
+    logits = engine.predict(test_images[:8])
+    raw = engine.predict_raw(test_images[:8].reshape(8, -1))
+    out = FixedPoint.parse(str(engine.bundle.manifest.output.fixed_point))
     np.testing.assert_array_equal(logits, out.decode(raw))
-    assert emu.predict(test_images[0]).shape == (10,)
+    assert engine.predict(test_images[0]).shape == (10,)
 
 
-def test_chunks_and_threads_do_not_change_results(engine, test_images):
-    _, _, emu = engine
+def test_chunks_and_threads_do_not_change_results(engine_case, test_images):
+    _, _, engine = engine_case
     raw = test_images[:20].reshape(20, -1)
-    ref = emu.predict_raw(raw)
-    other = FastEngine(emu.graph, _arrays(emu), emu.in_dtype, emu.out_dtype, chunk=3, threads=2)
+    ref = engine.predict_raw(raw)
+    other = FastEngine(engine.graph, _arrays(engine), engine.in_dtype, engine.out_dtype, chunk=3, threads=2)
     np.testing.assert_array_equal(other.predict_raw(raw), ref)
 
 
-def _arrays(emu: FastEngine) -> dict[str, np.ndarray]:
-    b = emu.bundle
+def _arrays(engine: FastEngine) -> dict[str, np.ndarray]:
+    b = engine.bundle
     path = b.path(b.manifest.hls["firmware_weights"]) if "firmware_weights" in b.manifest.hls else None
     if path is None or not path.is_file():
         path = GRAPHS / b.manifest.board / b.manifest.model_id / "weights.npz"
@@ -170,22 +170,22 @@ def _arrays(emu: FastEngine) -> dict[str, np.ndarray]:
         return {k: npz[k] for k in npz.files}
 
 
-def test_is_a_kernel_of_the_emulated_device(engine):
+def test_is_a_kernel_of_the_emulated_device(engine_case):
     from board.emulated_device import Kernel
 
-    _, bundle, emu = engine
-    assert isinstance(emu, Kernel)
+    _, bundle, engine = engine_case
+    assert isinstance(engine, Kernel)
     # The logits travel in the container of their (derived, exact) type: int16 or int32.
     out = np.dtype(bundle.manifest.output.container)
-    assert (emu.n_in, emu.n_out, emu.in_dtype, emu.out_dtype) == (3072, 10, np.dtype("uint8"), out)
+    assert (engine.n_in, engine.n_out, engine.in_dtype, engine.out_dtype) == (3072, 10, np.dtype("uint8"), out)
 
 
-def test_bad_raw_input_is_refused(engine):
-    _, _, emu = engine
+def test_bad_raw_input_is_refused(engine_case):
+    _, _, engine = engine_case
     with pytest.raises(InputError):
-        emu.predict_raw(np.zeros((2, 100), np.uint8))
+        engine.predict_raw(np.zeros((2, 100), np.uint8))
     with pytest.raises(InputError):
-        emu.predict_raw(np.zeros((2, 3072), np.float32))
+        engine.predict_raw(np.zeros((2, 3072), np.float32))
 
 
 def test_bundle_without_graph_says_to_rebuild(make_bundle):
@@ -194,8 +194,8 @@ def test_bundle_without_graph_says_to_rebuild(make_bundle):
         FastEngine.from_bundle(root)
 
 
-def test_csim_runner_processes_agree_with_in_process(engine, test_images):
-    _, bundle, _ = engine
+def test_csim_runner_processes_agree_with_in_process(engine_case, test_images):
+    _, bundle, _ = engine_case
     raw = test_images[:12].reshape(12, -1)
     with CSimRunner.from_bundle(bundle) as one, CSimRunner.from_bundle(bundle, processes=2) as two:
         np.testing.assert_array_equal(two.run(raw), one.run(raw))
@@ -232,28 +232,28 @@ def test_cast_agrees_with_the_float_codec(rounding, saturation):
             np.testing.assert_array_equal(got, expected[small], err_msg=f"{fp} int32 from F={src_frac}")
 
 
-def test_runs_behind_the_emulated_dma(engine, test_images):
+def test_runs_behind_the_emulated_dma(engine_case, test_images):
     """The engine as the emulated device's kernel: the real pynq DMA driver path gives the same raw codes."""
     from board.driver import Accelerator
     from board.emulated_device import EmulatedDevice
 
-    _, bundle, emu = engine
-    device = EmulatedDevice.from_bundle(bundle, kernel=emu)
+    _, bundle, engine = engine_case
+    device = EmulatedDevice.from_bundle(bundle, kernel=engine)
     acc = Accelerator(bundle, batch_size=50, device=device)
     try:
         got = acc.predict_raw(test_images[:120])
     finally:
         acc.close()
         device.close()
-    np.testing.assert_array_equal(got, emu.predict_raw(test_images[:120].reshape(120, -1)))
+    np.testing.assert_array_equal(got, engine.predict_raw(test_images[:120].reshape(120, -1)))
 
 
-def test_unsupported_layer_is_refused_by_name(engine):
-    _, _, emu = engine
-    graph = {**emu.graph, "layers": [dict(la) for la in emu.graph["layers"]]}
+def test_unsupported_layer_is_refused_by_name(engine_case):
+    _, _, engine = engine_case
+    graph = {**engine.graph, "layers": [dict(la) for la in engine.graph["layers"]]}
     graph["layers"][3].update(op=None, unsupported="matrix-multiply kernel 'DenseMystery' is not known")
     with pytest.raises(BundleError, match=rf"{graph['layers'][3]['name']}.*DenseMystery"):
-        FastEngine(graph, _arrays(emu))
+        FastEngine(graph, _arrays(engine))
 
 
 def test_graph_that_failed_to_export_is_refused_with_the_reason():

@@ -7,7 +7,7 @@ images both ran must give bit-identical raw outputs, or the script says so and e
 
 Usage (board or host environment)::
 
-    CIFAR10_DIR=../shared/datasets/cifar-10-batches-py PYTHONPATH=. python benchmarks/emulator_speed.py \\
+    CIFAR10_DIR=../shared/datasets/cifar-10-batches-py PYTHONPATH=. python benchmarks/engine_speed.py \\
         --bundle overlays/pynq-z2/resnet8_q8_3 [--csim-images 200] [--fast-images 10000] [--processes 2] \\
         [--threads 2] [--graph-dir DIR] [--json report.json]
 
@@ -58,11 +58,11 @@ def _rate(n: int, seconds: float) -> float:
 def run(args: argparse.Namespace) -> dict:
     """Run both engines and return the figures (also printed)."""
     bundle = load_bundle(args.bundle)
-    emu = _open_engine(bundle, args.graph_dir, args.threads, args.chunk)
+    engine = _open_engine(bundle, args.graph_dir, args.threads, args.chunk)
     test = load_split("test", args.cifar10_dir)
     n_fast = min(args.fast_images, len(test))
     n_csim = min(args.csim_images, len(test))
-    raw_all = test.images[: max(n_fast, n_csim)].reshape(-1, emu.n_in)
+    raw_all = test.images[: max(n_fast, n_csim)].reshape(-1, engine.n_in)
     labels = test.labels
     report: dict = {
         "bundle": str(bundle.root),
@@ -92,9 +92,9 @@ def run(args: argparse.Namespace) -> dict:
         t_csim = time.perf_counter() - t
 
     # Fast engine on its own images (warm: the first call compiles nothing, but touches the caches).
-    emu.predict_raw(raw_all[: emu.chunk])
+    engine.predict_raw(raw_all[: engine.chunk])
     t = time.perf_counter()
-    y_fast = emu.predict_raw(raw_all[:n_fast])
+    y_fast = engine.predict_raw(raw_all[:n_fast])
     t_fast = time.perf_counter() - t
 
     common = min(n_fast, n_csim)
@@ -113,8 +113,8 @@ def run(args: argparse.Namespace) -> dict:
         },
         fast={
             "images": n_fast,
-            "threads": emu.threads,
-            "chunk": emu.chunk,
+            "threads": engine.threads,
+            "chunk": engine.chunk,
             "seconds": t_fast,
             "images_per_s": r_fast,
             "top1": float(np.mean(y_fast.argmax(1) == labels[:n_fast])),
@@ -130,7 +130,7 @@ def run(args: argparse.Namespace) -> dict:
     rows = [
         ("C-simulation, 1 process", n_single, t_single, r_single),
         (f"C-simulation, {args.processes} processes", n_csim, t_csim, r_csim),
-        (f"fast engine, {emu.threads} threads", n_fast, t_fast, r_fast),
+        (f"fast engine, {engine.threads} threads", n_fast, t_fast, r_fast),
     ]
     for name, n, sec, rate in rows:
         print(f"{name:<34}{n:>8}{sec:>10.2f}{rate:>11.1f}{10_000 / rate:>11.1f}s")
