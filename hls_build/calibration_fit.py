@@ -670,3 +670,66 @@ def run_calibrate_cli(json_path: str | None, write: bool, rebuild: str | None = 
     if write:
         FIT_FILE.write_text(text)
     return 0
+
+
+def format_markdown(fit: dict[str, Any]) -> str:
+    """The calibration's error tables in Markdown, as the README section "How far to trust the estimate" shows them."""
+    s = fit["summary"]
+    out = [
+        f"Calibration set: {len(fit['designs'])} published hls4ml `io_stream` designs with firmware and csynth "
+        f"report; {len(fit['post_synthesis']['designs'])} published csynth/post-synthesis pairs "
+        f"({len(fit['reports_only'])} of them reports only). |error| in percent of the published figure; "
+        "LOO = leave-one-out (the fit without that design).",
+        "",
+        "| Resource | csynth in-sample median / p90 | csynth LOO median / p90 / max "
+        "| post-synthesis LOO median / p90 (n) | band used (LOO p90) |",
+        "|---|---|---|---|---|",
+    ]
+    for r in CHECK_RESOURCES:
+        i, lo, sy = s["csynth_in_sample"][r], s["csynth_leave_one_out"][r], s["synth_leave_one_out"][r]
+        out.append(
+            f"| {r} | {i['median_abs_pct']} / {i['p90_abs_pct']} | {lo['median_abs_pct']} / {lo['p90_abs_pct']} / "
+            f"{lo['max_abs_pct']} | {sy['median_abs_pct']} / {sy['p90_abs_pct']} ({sy['n']}) | "
+            f"{fit['band_pct'][r]} (post-synthesis {fit['post_synthesis_band_pct'][r]}) |"
+        )
+    iv, ivi = s["interval_cycles"], s["interval_cycles_in_sample"]
+    out.append(
+        f"| interval (cycles) | {ivi['median_abs_pct']} / {ivi['p90_abs_pct']} | {iv['median_abs_pct']} / "
+        f"{iv['p90_abs_pct']} / {iv['max_abs_pct']} | - | - |"
+    )
+    out += ["", "| Design | part | HLS | LUT | LUT LOO | FF | FF LOO | BRAM_18K | BRAM LOO | DSP | DSP LOO |",
+            "|---|---|---|---|---|---|---|---|---|---|---|"]  # fmt: skip
+    for d in fit["designs"]:
+        rep, e = d["reported"]["csynth"]["totals"], d["held_out_error_pct"]["csynth"]
+        cells = []
+        for r in ("LUT", "FF", "BRAM_18K", "DSP"):
+            mark = " (input)" if r in d["not_independent"] else ""
+            cells += [str(rep[r]), f"{e[r]:+.0f} %{mark}"]
+        out.append(f"| `{d['name']}` | {d['part']} | {d['hls_tool']} | " + " | ".join(cells) + " |")
+    ratios = fit["post_synthesis"]["ratios"]
+    n_pairs = len(fit["post_synthesis"]["designs"])
+    out += ["", f"Post-synthesis / csynth (geometric mean of {n_pairs} published pairs): LUT {ratios['LUT']}, "
+            f"FF {ratios['FF']}, BRAM_18K {ratios['BRAM_18K']}, DSP {ratios['DSP']}."]  # fmt: skip
+    w = fit.get("board_wrapper")
+    if w:
+        res = w["resources"]
+        out.append(
+            f"Board wrapper (PS glue, AXI DMA, interconnect; `{w['design']}`, {w['part']}): LUT {res['LUT']}, "
+            f"FF {res['FF']}, BRAM_18K {res['BRAM_18K']}, DSP {res['DSP']} (whole placed design minus the "
+            "synthesized accelerator)."
+        )
+    for t in fit.get("throughput", []):
+        out.append(
+            f"Throughput `{t['name']}`: {t['estimated_images_per_s']} images/s estimated (accelerator alone) vs "
+            f"{t['measured_images_per_s']} measured on the board ({t['error_pct']:+.1f} %)."
+        )
+    return "\n".join(out)
+
+
+if __name__ == "__main__":  # python -m hls_build.calibration_fit --markdown: the README's tables
+    import sys
+
+    data = load_fit()
+    if data is None:
+        sys.exit(f"error: {FIT_FILE} not found")
+    print(format_markdown(data) if "--markdown" in sys.argv[1:] else format_summary(data))

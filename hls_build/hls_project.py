@@ -103,8 +103,9 @@ def inspect_project(path: str | Path, hls_tool: str | None = None) -> ProjectInf
 
     Args:
         path: the project folder (with ``firmware/``) or its ``firmware/`` folder.
-        hls_tool: ``vitis`` or ``vivado_hls``; default ``vivado_hls`` for the Vivado and VivadoAccelerator backends
-            when the project's build script calls ``vivado_hls``, else ``vitis``.
+        hls_tool: ``vitis`` or ``vivado_hls``; default: the tool of an HLS report in the project, else
+            ``vivado_hls`` for the Vivado and VivadoAccelerator backends when the project's build script calls
+            ``vivado_hls``, else ``vitis``.
 
     Raises:
         HlsProjectError: no such folder, no ``firmware/``, a missing header, no single top function.
@@ -148,12 +149,25 @@ def inspect_project(path: str | Path, hls_tool: str | None = None) -> ProjectInf
     text = top.read_text(errors="replace")
     io_type = cfg.get("IOType") or ("io_stream" if re.search(r"hls::stream<", text) else "io_parallel")
     if hls_tool is None:
+        hls_tool = _tool_of_reports(root, top.stem)
+    if hls_tool is None:
         vivado = str(backend or "").lower().startswith("vivado") and "vivado_hls" in tcl
         hls_tool = "vivado_hls" if vivado else "vitis"
     if hls_tool not in ("vitis", "vivado_hls"):
         raise HlsProjectError(f"hls_tool {hls_tool!r} is not 'vitis' or 'vivado_hls'")
     return ProjectInfo(root, top.stem, str(part) if part else None, clock, str(backend) if backend else None,
                        str(io_type), hls_tool, files)  # fmt: skip
+
+
+def _tool_of_reports(root: Path, name: str) -> str | None:
+    """``vivado_hls`` or ``vitis`` from an HLS report the project already has (``<name>_prj/*/syn/report``)."""
+    for rpt in sorted(root.glob(f"{name}_prj/*/syn/report/*_csynth.rpt"))[:1]:
+        head = rpt.read_text(errors="replace")[:2000]
+        if "Vivado HLS Report" in head:
+            return "vivado_hls"
+        if "Vitis HLS Report" in head:
+            return "vitis"
+    return None
 
 
 # ------------------------------------------------------------------------------------------- header normalizing

@@ -313,3 +313,13 @@ def test_estimate_states_whole_design_and_fit(tmp_path):
     big = cf.estimate_hls_project(next(d for d in DESIGNS if d.name == "tutorial_pruned_cnn").folder,
                                   part="xc7z020clg400-1")  # fmt: skip
     assert big["fits"] is False  # 5,400 DSPs do not fit a Zynq-7020
+
+
+def test_readme_tables_are_generated(committed):
+    """hls_build/README.md's "How far to trust the estimate" tables are format_markdown() of the committed fit."""
+    readme = (Path(cf.__file__).parent / "README.md").read_text()
+    m = re.search(
+        r"<!-- calibration-tables: generated.*?-->\n(.*?)\n<!-- calibration-tables: end -->", readme, re.DOTALL
+    )
+    assert m, "README section missing"
+    assert m.group(1) == cf.format_markdown(committed)
