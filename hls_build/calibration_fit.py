@@ -8,10 +8,12 @@ files by :func:`reported`; none is typed in.
 
 The fit (:func:`calibrate`):
 
-* **LUT, FF (csynth)**: the estimate's bit-level operator counts are split into multiply-accumulate logic (``mac``)
-  and the rest (``other`` + ``storage``); the csynth figure is modelled as ``a * mac + b * rest`` with ``a, b >= 0``
-  fitted by least squares on the *relative* error over all designs. The leave-one-out (LOO) estimate of a design is
-  the same fit without it.
+* **LUT, FF (csynth)**: the estimate's bit-level operator counts come in the cost model's three categories
+  (multiply-accumulate logic ``mac``, other logic ``other``, storage bits ``storage``); the csynth figure is
+  modelled as ``a * mac + b * other + c * storage`` with ``a, b, c >= 0`` fitted by least squares on the
+  *relative* error over all designs. The leave-one-out (LOO) estimate of a design is the same fit without it.
+  (A two-factor variant, ``mac`` and the rest, had the same LUT error and a larger FF error; the three-factor
+  form was chosen after seeing both leave-one-out results, so its FF figure is optimistic by that choice.)
 * **Post-synthesis**: Vivado's synthesized LUT/FF/BRAM/DSP over the csynth figure, per resource, from every
   published pair (geometric mean); the post-synthesis prediction is the csynth prediction times that ratio.
 * **BRAM_18K, DSP, interval**: the binding rules and cycle model of :mod:`hls_build.estimate`, no fitted factor;
@@ -221,17 +223,22 @@ def _log_err(pred: float, ref: float) -> float:
     return abs(math.log((pred + 1.0) / (ref + 1.0)))
 
 
-def _predict(parts: dict[str, float], coef: tuple[float, float]) -> float:
-    return coef[0] * parts["mac"] + coef[1] * (parts["other"] + parts["storage"])
+#: The cost model's categories of LUT/FF (hls_build.estimate: multiply-accumulate logic, other logic, storage
+#: bits); the csynth figure is fitted as one non-negative factor per category.
+PART_KEYS = ("mac", "other", "storage")
 
 
-def fit_logic(rows: list[tuple[dict[str, float], float]]) -> tuple[float, float]:
-    """``(a, b) >= 0`` minimizing ``sum(((a*mac + b*rest) / target - 1)^2)``."""
+def _predict(parts: dict[str, float], coef: tuple[float, ...]) -> float:
+    return sum(c * parts[k] for c, k in zip(coef, PART_KEYS))
+
+
+def fit_logic(rows: list[tuple[dict[str, float], float]]) -> tuple[float, ...]:
+    """Factors ``>= 0`` per category minimizing ``sum((sum(c_k * part_k) / target - 1)^2)`` (relative error)."""
     from scipy.optimize import nnls
 
-    a = np.array([[p["mac"] / t, (p["other"] + p["storage"]) / t] for p, t in rows], dtype=float)
+    a = np.array([[p[k] / t for k in PART_KEYS] for p, t in rows], dtype=float)
     coef, _ = nnls(a, np.ones(len(rows)))
-    return round(float(coef[0]), 4), round(float(coef[1]), 4)  # as stored in calibration_fit.json
+    return tuple(round(float(c), 4) for c in coef)  # as stored in calibration_fit.json
 
 
 def _pct(pred: float | None, ref: float | None) -> float | None:
@@ -422,9 +429,7 @@ def calibrate(folder: str | Path | None = None) -> dict[str, Any]:
         "format": "hls_build-calibration-fit",
         "about": "ESTIMATE calibration on published hls4ml designs (hls_build/calibration_designs); "
         "refresh with `python -m hls_build calibrate --write`. Errors in percent, positive = estimate too high.",
-        "coefficients": {
-            res: {"mac": params["logic"][res][0], "rest": params["logic"][res][1]} for res in FIT_RESOURCES
-        },
+        "coefficients": {res: dict(zip(PART_KEYS, params["logic"][res])) for res in FIT_RESOURCES},
         "constants": {k: v for k, v in params.items() if k != "logic"},
         "post_synthesis": ratios_all,
         "summary": summary,
@@ -529,7 +534,7 @@ def estimate_hls_project(
     totals: dict[str, Any] = {r: e.totals[r] for r in RESOURCE_NAMES}
     for res in FIT_RESOURCES:
         c = fit["coefficients"][res]
-        totals[res] = round(_predict(e.parts[res], (c["mac"], c["rest"])))
+        totals[res] = round(_predict(e.parts[res], tuple(c[k] for k in PART_KEYS)))
     raw_sum = {res: sum(row.resources[res] for row in e.rows) + e.fifo[res] for res in FIT_RESOURCES}
     scale = {res: (totals[res] / raw_sum[res] if raw_sum[res] else 1.0) for res in FIT_RESOURCES}
     ratios = fit["post_synthesis"]["ratios"]
