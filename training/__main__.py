@@ -48,6 +48,7 @@ def build_parser() -> argparse.ArgumentParser:
     tr.add_argument("--bn-freeze-epoch", type=float, default=0.0,
                     help="with --fold-bn: freeze the BatchNormalization statistics from this epoch on (0 = never)")
     tr.add_argument("--label-smoothing", type=float, default=0.0, help="of the hard-label cross-entropy (0 = none)")
+    tr.add_argument("--init-from", help="start from this trained model.h5's weights (folded or not), e.g. to fine-tune")
     tr.add_argument("--weight-decay", type=float, default=5e-5, help="L2 factor on kernels (Keras adds wd * sum(w^2))")
     tr.add_argument("--batch-size", type=int, default=128)
     tr.add_argument("--lr", type=float, default=0.1, help="peak learning rate")
@@ -97,7 +98,7 @@ def _train(args: argparse.Namespace, argv: list[str] | None) -> int:
         kd_temperature=args.kd_temperature, kd_alpha=args.kd_alpha, init_from_teacher=args.init_from_teacher,
         skip_every_epochs=args.skip_every, train_limit=args.train_limit, test_limit=args.test_limit,
         fold_bn=args.fold_bn, bn_freeze_epoch=args.bn_freeze_epoch, label_smoothing=args.label_smoothing,
-        weight_decay=args.weight_decay,
+        weight_decay=args.weight_decay, init_from=args.init_from,
     )  # fmt: skip
     result = train(cfg, args.out, restart=args.restart)
     print(json.dumps({"model_id": result.model_id, "test_top1": result.test_top1_final}, indent=2))

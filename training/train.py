@@ -103,6 +103,8 @@ class TrainConfig:
         bn_freeze_epoch: ``fold_bn``: freeze the BatchNormalization statistics from this epoch on (fractions
             allowed; 0 = never).
         label_smoothing: of the hard-label cross-entropy (0 = none).
+        init_from: path of a trained ``model.h5`` whose weights start this run (by layer name; a convolution and its
+            BatchNormalization move into or out of a folded layer), e.g. a folded fine-tune of an unfolded run.
     """
 
     model: str = "resnet8"
@@ -128,6 +130,7 @@ class TrainConfig:
     fold_bn: bool = False
     bn_freeze_epoch: float = 0.0
     label_smoothing: float = 0.0
+    init_from: str | None = None
 
     def __post_init__(self) -> None:
         from training.models import depth_of_name
@@ -190,7 +193,7 @@ class TrainConfig:
 
 
 #: Fields added to :class:`TrainConfig` after results were recorded, with their defaults.
-_LATER_FIELDS = {"fold_bn": False, "bn_freeze_epoch": 0.0, "label_smoothing": 0.0}
+_LATER_FIELDS = {"fold_bn": False, "bn_freeze_epoch": 0.0, "label_smoothing": 0.0, "init_from": None}
 
 
 @dataclass
@@ -352,6 +355,9 @@ def train(
     if teacher is not None and (cfg.init_from_teacher or gated):
         n = copy_weights_by_name(teacher, student, skip=("_gate_",))
         log.info("student initialised from the teacher (%d layers)", n)
+    if cfg.init_from:
+        n = copy_weights_by_name(load_trained_model(cfg.init_from), student, skip=("_gate_",))
+        log.info("student initialised from %s (%d layers)", cfg.init_from, n)
     if gated and cfg.total_epochs <= epochs_to_finish(
         len(block_names(depth_of_name(cfg.model))), cfg.skip_every_epochs
     ):
