@@ -231,9 +231,10 @@ def _add_estimate_parsers(sub: argparse._SubParsersAction) -> None:
         p.add_argument("--clock-mhz", type=float, default=None, help="clock for times and rates")
         p.add_argument(
             "--hls-tool",
-            default="vitis",
+            default=None,
             choices=("vitis", "vivado_hls"),
-            help="how stream FIFOs are built (Vitis HLS: one per stream; Vivado HLS: one per channel)",
+            help="how stream FIFOs are built (Vitis HLS: one per stream; Vivado HLS: one per channel); default vitis, "
+            "with --hls-project the tool of the project's own HLS report if it has one",
         )
         p.add_argument("--work-dir", default=None, help="where the converted hls4ml project goes (default: temp)")
         p.add_argument("--json", default=None, help="also write the result as JSON to this file")
@@ -286,7 +287,7 @@ def _estimate_commands(args: argparse.Namespace) -> int:
         if args.board is not None and not (args.board == "all" and args.command == "estimate"):
             board_spec(args.board)
         if getattr(args, "bundle", None):
-            graph = est_mod.graph_from_bundle(args.bundle, hls_tool=args.hls_tool)
+            graph = est_mod.graph_from_bundle(args.bundle, hls_tool=args.hls_tool or "vitis")
             board = args.board or json.loads((Path(args.bundle) / "manifest.json").read_text()).get("board")
             return _print_estimate(args, graph, board or "pynq-z2")
         board = args.board or "pynq-z2"
@@ -303,7 +304,7 @@ def _estimate_commands(args: argparse.Namespace) -> int:
             model = _load_model_for_estimate(args)
             hls_model = est_mod.convert_keras_model(model, settings, args.work_dir or tmp)
             graph = est_mod.graph_from_hls_model(
-                hls_model, clock_mhz=settings.clock_mhz, hls_tool=args.hls_tool, write=False
+                hls_model, clock_mhz=settings.clock_mhz, hls_tool=args.hls_tool or "vitis", write=False
             )
         if args.command == "estimate":
             return _print_estimate(args, graph, board)

@@ -323,3 +323,17 @@ def test_readme_tables_are_generated(committed):
     )
     assert m, "README section missing"
     assert m.group(1) == cf.format_markdown(committed)
+
+
+def test_hls_tool_read_from_the_projects_own_report(tmp_path):
+    from hls_build.hls_project import inspect_project
+
+    src = next(d for d in DESIGNS if d.name == "pynq_mlp_stream")
+    dst = tmp_path / "prj"
+    shutil.copytree(src.folder / "firmware", dst / "firmware")
+    assert inspect_project(dst).hls_tool == "vitis"  # no report, no backend: the current tool
+    report = dst / "myproject_prj" / "solution1" / "syn" / "report"
+    report.mkdir(parents=True)
+    shutil.copyfile(src.folder / "reports" / "myproject_csynth.rpt", report / "myproject_csynth.rpt")
+    assert inspect_project(dst).hls_tool == "vivado_hls"  # its report says Vivado HLS 2019.2
+    assert inspect_project(dst, hls_tool="vitis").hls_tool == "vitis"  # an explicit choice wins
