@@ -342,9 +342,16 @@ def _norm_part(part: str) -> str:
     return part.strip().lower()
 
 
+#: Xilinx device names (7-series, Zynq-7000, UltraScale(+), Zynq UltraScale+, Alveo, Kria): what precedes the
+#: package in a part name, which some tools write without a dash (``xc7z020clg400-1``).
+_DEVICE = re.compile(r"^(xc(?:7[aksvz]\d+[st]?|zu\d+(?:eg|ev|cg|dr)|k[uv]\d+p?|vu\d+p?|u\d+|k26[a-z]?))")
+
+
 def _part_family(part: str) -> str:
-    """The device without package/speed: ``xczu9eg-ffvb1156-2-e`` -> ``xczu9eg``."""
-    return re.split(r"[-_]", _norm_part(part))[0]
+    """The device without package/speed: ``xczu9eg-ffvb1156-2-e`` -> ``xczu9eg``, ``xc7z020clg400-1`` -> ``xc7z020``."""
+    name = _norm_part(part)
+    m = _DEVICE.match(name)
+    return m.group(1) if m else re.split(r"[-_]", name)[0]
 
 
 def known_parts() -> dict[str, dict[str, Any]]:
