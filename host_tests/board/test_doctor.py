@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import time
 from dataclasses import replace
 
@@ -144,3 +145,37 @@ def test_no_bundle_and_bad_bundle(tmp_path, meminfo, monkeypatch):
 def test_known_pattern():
     p = known_pattern()
     assert p.shape == (3, 32, 32, 3) and p[0].max() == 0 and p[1].min() == 255 and len(set(p[2].ravel())) == 256
+
+
+def test_on_a_board_with_a_stale_cache_and_no_cma(tmp_path, monkeypatch):
+    """A bitstream bundle on a (declared) PYNQ-Z2: CMA from /proc/meminfo, pynq's stale cache named with its fix."""
+    from board_fakes import write_hw_bundle, write_pynq_cache
+
+    from board import registry
+
+    root = write_hw_bundle(tmp_path / "overlays", "pynq-z2", "hw")
+    state = tmp_path / "pl_server"
+    files = write_pynq_cache(state, root / "hw.bit")
+    monkeypatch.setattr(registry, "pynq_state_dir", lambda: state)
+    (root / "hw.hwh").touch()
+    old = time.time() - 3600
+    os.utime(files[1], (old, old))  # the cache was parsed before the .hwh last changed
+    meminfo = tmp_path / "meminfo"
+    meminfo.write_text("MemAvailable: 8000000 kB\nCmaTotal: 131072 kB\nCmaFree: 0 kB\n")
+    report = run_doctor(root, board="pynq-z2", meminfo=meminfo, clock_reader=lambda: 100.0)
+    status = _status(report)
+    assert status["board"] == PASS and status["contiguous memory"] == FAIL
+    bundle = _check(report, "bundle")
+    assert bundle.status == FAIL and "stale" in bundle.detail and "--clear-stale-cache" in bundle.fix
+    assert status["overlay load"] == SKIP and status["DMA round trip"] == SKIP
+
+
+def test_bitstream_bundle_on_a_host_fails_to_load_without_hanging(tmp_path, meminfo):
+    from board_fakes import write_hw_bundle
+
+    root = write_hw_bundle(tmp_path / "overlays", "zcu104", "hw")
+    report = run_doctor(root, board="host", meminfo=meminfo, check_timeout_s=60)
+    assert _check(report, "bundle").status == PASS and "hier_0/axi_dma_0" in _check(report, "bundle").detail
+    load = _check(report, "overlay load")
+    assert load.status == FAIL and "cannot load overlay" in load.detail
+    assert _status(report)["DMA round trip"] == SKIP
