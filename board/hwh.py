@@ -447,6 +447,12 @@ def check_bit_part(header: BitHeader, board: str) -> None:
 
 
 # ----------------------------------------------------------------------------------------------------- the bundle
+def _container_bytes(container: str) -> int:
+    """Bytes of a manifest container name (``uint8``, ``int16``, ...), 0 when unknown."""
+    m = re.fullmatch(r"u?int(8|16|32|64)", str(container))
+    return int(m.group(1)) // 8 if m else 0
+
+
 def check_hardware_files(bundle: Any) -> dict[str, Any]:
     """Check a bundle's ``.bit`` and ``.hwh`` against its manifest and board, before pynq reads them.
 
@@ -486,6 +492,14 @@ def check_hardware_files(bundle: Any) -> dict[str, Any]:
         problems.append(f"its length register is {cfg['length_width_bits']} bits, the manifest says {want}")
     if cfg["s2mm_tlast"] is False:
         problems.append("its S2MM stream has no TLAST: a receive would never complete")
+    # The driver sends one stream element per container: the DMA's stream words must be the containers' width.
+    for what, key, spec in (("MM2S", "mm2s_stream_width_bits", m.input), ("S2MM", "s2mm_stream_width_bits", m.output)):
+        bits = 8 * _container_bytes(spec.container)
+        if cfg[key] is not None and bits and cfg[key] != bits:
+            problems.append(
+                f"its {what} stream is {cfg[key]} bits wide but the manifest's {spec.name} container "
+                f"({spec.container}) is {bits} bits: the IP would split or merge stream elements"
+            )
     if problems:
         raise BundleError(f"{info.path}: the DMA {dma.path} cannot be driven: " + "; ".join(problems))
     acc = find_accelerator(info, dma)

@@ -56,8 +56,19 @@ def _toy_kernel():
     return FunctionKernel(toy_raw, N_IN, N_OUT, "uint8", "int16")
 
 
-def _hw_bundle(root: Path, board: str, hwh: bytes, bit: Path | bytes, ip_name: str = "hier_0/axi_dma_0") -> Path:
-    """A bitstream bundle holding a real .hwh (and a real or given .bit), for ``board``."""
+def _hw_bundle(
+    root: Path,
+    board: str,
+    hwh: bytes,
+    bit: Path | bytes,
+    ip_name: str = "hier_0/axi_dma_0",
+    containers: tuple[str, str] = ("uint32", "int32"),
+) -> Path:
+    """A bitstream bundle holding a real .hwh (and a real or given .bit), for ``board``.
+
+    The real designs stream 32-bit words, so the containers are 32 bits by default; the emulated-kernel tests use
+    the toy kernel's 8/16-bit ones (the driver does not read the .hwh when it is handed an overlay).
+    """
     folder = root / board / "real"
     folder.mkdir(parents=True)
     (folder / "real.hwh").write_bytes(hwh)
@@ -72,13 +83,13 @@ def _hw_bundle(root: Path, board: str, hwh: bytes, bit: Path | bytes, ip_name: s
         Manifest(
             model_id="real",
             board=board,
-            input=TensorSpec("image", [32, 32, 3], "ap_ufixed<8,0>", "uint8"),
-            output=TensorSpec("logits", [10], "ap_fixed<16,6>", "int16"),
+            input=TensorSpec("image", [32, 32, 3], "ap_ufixed<8,0>", containers[0]),
+            output=TensorSpec("logits", [10], "ap_fixed<16,6>", containers[1]),
             preprocessing={"input_scale": 0.00390625},
             emulated=False,
             bitstream="real.bit",
             hwh="real.hwh",
-            dma={"ip_name": ip_name, "length_width_bits": 26, "mm2s_data_width_bits": 8, "s2mm_data_width_bits": 16},
+            dma={"ip_name": ip_name, "length_width_bits": 26},
         ),
     )
     return folder
@@ -135,7 +146,7 @@ def test_overlay_over_emulated_device_and_driver(name, tmp_path, caplog):
     dma_name, _, base, _ = EXPECTED[name]
     board = "zcu104" if name.startswith("kv260") else "pynq-z2"
     # The manifest names hls4ml's default; the KV260 design calls its DMA axi_dma_0 and the driver must find it.
-    folder = _hw_bundle(tmp_path, board, hwh_bytes(name), b"header only: the overlay is not downloaded")
+    folder = _hw_bundle(tmp_path, board, hwh_bytes(name), b"header: not downloaded", containers=("uint8", "int16"))
     bundle = load_bundle(folder)
     dev = make_hwh_device(_toy_kernel(), {**bundle.manifest.dma, "phys_addr": base})
     overlay = pynq.Overlay(str(bundle.path("real.bit")), download=False, device=dev)
@@ -156,6 +167,12 @@ def test_check_hardware_files_on_real_pynqz2_design(tmp_path):
     assert summary["dma"] == "hier_0/axi_dma_0" and summary["accelerator"] == "hier_0/myproject_axi_0"
     assert summary["bit"]["part"] == "7z020clg400" and summary["bit"]["version"] == "2019.2"
     assert summary["pl_clocks_mhz"] == {0: 100.0}
+
+
+def test_stream_widths_must_match_the_containers(tmp_path):
+    folder = _hw_bundle(tmp_path, "pynq-z2", hwh_bytes("pynqz2_tutorial"), REAL_BIT, containers=("uint8", "int32"))
+    with pytest.raises(BundleError, match=r"MM2S stream is 32 bits wide but the manifest's image container \(uint8\)"):
+        check_hardware_files(load_bundle(folder))
 
 
 def test_bitstream_for_another_part_is_refused(tmp_path):
