@@ -185,10 +185,17 @@ def csynth_available(design: CalibrationDesign) -> dict[str, int] | None:
 #: Discrete constants chosen on the calibration set (grid search; the leave-one-out runs choose them again).
 DSP_SUM_BITS_GRID = tuple(range(12, 37))
 CONV_CYCLES_GRID = (1, 2, 3, 4)
-MAC_DEPTH_GRID = tuple(range(0, 11))
+MAC_DEPTH_GRID = tuple(range(0, 11))  # a multiply-accumulate pipeline of up to 10 stages
 LATENCY_CONV_CYCLES_GRID = (1, 2, 3, 4)
-INTERVAL_GRID = tuple((c, m, lc) for c in CONV_CYCLES_GRID for m in MAC_DEPTH_GRID for lc in LATENCY_CONV_CYCLES_GRID)
-INTERVAL_KEYS = ("conv_cycles_per_input", "mac_pipeline_depth", "conv_latency_cycles_per_input")
+REUSE_II_GRID = (1, 2)
+INTERVAL_GRID = tuple(
+    (c, m, lc, ii)
+    for c in CONV_CYCLES_GRID
+    for m in MAC_DEPTH_GRID
+    for lc in LATENCY_CONV_CYCLES_GRID
+    for ii in REUSE_II_GRID
+)
+INTERVAL_KEYS = ("conv_cycles_per_input", "mac_pipeline_depth", "conv_latency_cycles_per_input", "reuse_loop_ii")
 
 
 def design_graph(design: CalibrationDesign) -> Any:
@@ -302,8 +309,9 @@ def calibrate(folder: str | Path | None = None) -> dict[str, Any]:
 
     Fitted on the designs (and refitted without each one, or without its group of designs that share one
     firmware, for its leave-one-out estimate): the DSP binding rule (``dsp_min_sum_bits``: a product goes to
-    DSP48 when its operands are together at least that wide), the interval constants (``conv_cycles_per_input``,
-    ``mac_pipeline_depth``), each by grid search on the summed |log error| of the csynth DSP count / interval;
+    DSP48 when its operands are together at least that wide), the interval constants per HLS tool
+    (``conv_cycles_per_input``, ``mac_pipeline_depth``, ``conv_latency_cycles_per_input``, ``reuse_loop_ii``), each
+    by grid search on the summed |log error| of the csynth DSP count / interval;
     then the LUT and FF factors (least squares on the relative csynth error).
 
     Returns:

@@ -43,6 +43,8 @@ class Coefficients:
         conv_latency_cycles_per_input: least cycles per input pixel of a Latency-strategy convolution (its pixel
             loop runs at II = max(RF, this); fitted per HLS tool by ``python -m hls_build calibrate``).
         mac_pipeline_depth: extra cycles of one matrix-multiply call beyond its RF iterations.
+        reuse_loop_ii: cycles per iteration of the Resource kernel's ``ReuseLoop`` (1 = pipelined at II=1 as the
+            pragma asks; fitted per HLS tool by ``python -m hls_build calibrate``).
         layer_control_lut: LUTs of one dataflow process's control (FSM, handshakes).
         layer_control_ff: FFs of one dataflow process's control.
         conv_control_lut: extra LUTs of the line-buffer counters of a convolution.
@@ -60,6 +62,7 @@ class Coefficients:
     conv_cycles_per_input: int = 3
     conv_latency_cycles_per_input: int = 1
     mac_pipeline_depth: int = 7
+    reuse_loop_ii: int = 1
     layer_control_lut: int = 40
     layer_control_ff: int = 40
     conv_control_lut: int = 200
@@ -231,7 +234,7 @@ def _matmul_cost(
         r[LUT_MAC] += lanes * aw + mux_bits / 4.0  # lane adders + data/accumulator select
         r[FF_MAC] += lanes * aw  # product-to-adder pipeline registers
         r[FF_STORAGE] += n_out * aw  # accumulators
-        cycles = rf_eff + k.mac_pipeline_depth
+        cycles = rf_eff * k.reuse_loop_ii + k.mac_pipeline_depth
         detail.update(kernel="rf_leq_nin" if rf <= n_in else "rf_gt_nin_rem0", multipliers=lanes)
     else:
         nonzero = total - layer.n_zeros
