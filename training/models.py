@@ -42,6 +42,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from board.errors import ProjectError
+from board.fixed_point import FixedPoint
 from training.keras_compat import keras, tf
 from training.quant import QuantSpec
 
@@ -193,14 +194,20 @@ def _layers(cfg: ResNetConfig):
                 kernel_regularizer=reg, name=name,
             )  # fmt: skip
 
-    def conv_bn(filters, kernel, strides, name):
+    def conv_bn(filters, kernel, strides, name, first=False):
         if cfg.fold_bn:
             from qkeras import QConv2DBatchnorm
 
+            from training.data import INPUT_FIXED_POINT
+
+            q = cfg.quant
+            fp = FixedPoint.parse(INPUT_FIXED_POINT)
+            in_frac = fp.width - fp.integer if first else q.frac_bits
             # No bias of its own (BatchNormalization's beta is the bias); the folded bias gets its own quantizer.
             return QConv2DBatchnorm(
                 filters, kernel, strides=strides, padding="same", use_bias=False,
-                kernel_quantizer=cfg.quant.weight_quantizer(), bias_quantizer=cfg.quant.folded_bias_quantizer(),
+                kernel_quantizer=q.folded_kernel_quantizer(first),
+                bias_quantizer=q.folded_bias_quantizer(first, in_frac),
                 kernel_initializer="he_normal", kernel_regularizer=reg, name=name,
             )  # fmt: skip
         c, bn = conv(filters, kernel, strides, name), keras.layers.BatchNormalization(name=batchnorm_name(name))
@@ -226,7 +233,7 @@ def build_resnet(cfg: ResNetConfig, name: str | None = None, gated: bool = False
     add = keras.layers.Add
     # An Input layer literally named "input" is refused by hls4ml.
     inputs = keras.Input(shape=INPUT_SHAPE, name="image")
-    x = conv_bn(STAGE_FILTERS[0], 3, 1, "stem_conv")(inputs)
+    x = conv_bn(STAGE_FILTERS[0], 3, 1, "stem_conv", first=True)(inputs)
     x = relu("stem_relu")(x)
     block = 0
     for stage, filters in enumerate(STAGE_FILTERS, start=1):

@@ -84,18 +84,41 @@ class QuantSpec:
 
         return quantized_relu(self.total_bits, self.integer_bits)
 
-    def folded_bias_quantizer(self):
+    def folded_kernel_integer_bits(self, first_layer: bool) -> int:
+        """Integer bits (sign included) of a kernel with its BatchNormalization folded in, at this spec's width.
+
+        A folded kernel is ``w * gamma / sigma``, whose range has nothing to do with the weights': behind a ReLU
+        every folded kernel of the demo's ResNet-8 stayed below 1 (hls_build's fold after training derived
+        ``ap_fixed<8,1>`` for all of them), so one integer bit leaves all the others for resolution; the first layer
+        reads raw pixels / 256 (no per-channel normalisation), and its folded kernel reached 9.7 there
+        (``ap_fixed<8,5>``): it gets two integer bits more than the spec's.
+        """
+        return min(self.integer_bits + 2, self.total_bits) if first_layer else 1
+
+    def folded_kernel_quantizer(self, first_layer: bool):
+        """QKeras quantizer for a kernel with its BatchNormalization folded in (``QConv2DBatchnorm``)."""
+        from qkeras import quantized_bits
+
+        integer = self.folded_kernel_integer_bits(first_layer)
+        return quantized_bits(self.total_bits, integer - 1, keep_negative=True, alpha=1)
+
+    def folded_bias_quantizer(self, first_layer: bool, input_frac_bits: int):
         """QKeras quantizer for the bias of a convolution trained with its BatchNormalization folded in.
 
-        ``2 * frac_bits`` fractional bits: those of the accumulator behind a ReLU of this spec (activation + kernel
-        fractional bits), so adding the bias never makes the accumulator wider than its products already do; and
-        ``integer_bits + 3`` integer bits (sign included), since ``beta - mean * gamma / sigma`` runs well beyond the
-        weights' range. At most 32 bits (fractional bits go first).
+        The accumulator's fractional bits (input + folded kernel fractional bits), so adding the bias neither
+        rounds nor widens the accumulator; ``integer_bits + 3`` integer bits (sign included), since
+        ``beta - mean * gamma / sigma`` runs well beyond the weights' range. At most 32 bits (fractional bits go
+        first).
+
+        Args:
+            first_layer: the layer reads the image (see :meth:`folded_kernel_integer_bits`).
+            input_frac_bits: fractional bits of the layer's input.
         """
         from qkeras import quantized_bits
 
         integer = self.integer_bits + 3
-        total = min(integer + 2 * self.frac_bits, 32)
+        frac = input_frac_bits + self.total_bits - self.folded_kernel_integer_bits(first_layer)
+        total = min(integer + frac, 32)
         return quantized_bits(total, integer - 1, keep_negative=True, alpha=1)
 
     def hls_weight_type(self) -> str:

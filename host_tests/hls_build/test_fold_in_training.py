@@ -54,8 +54,10 @@ def test_folding_after_training_changes_nothing_and_the_firmware_equals_keras(fo
     trained = load_trained_model(folded_run / "model.h5")
     deployed, folds = prepare_model(trained)
     assert len(folds) == 9 and all(f.in_training for f in folds)
-    # The trained layers' own quantizers: <8,3> kernels, the folded bias with the accumulator's fractional bits.
-    assert {f.kernel_type for f in folds} == {"ap_fixed<8,3>"} and {f.bias_type for f in folds} == {"ap_fixed<16,6>"}
+    # The trained layers' own quantizers (training.quant.QuantSpec.folded_kernel_quantizer and _bias_quantizer).
+    types = {f.layer: (f.kernel_type, f.bias_type) for f in folds}
+    assert types["stem_conv"] == ("ap_fixed<8,5>", "ap_fixed<17,6>")
+    assert {types[n] for n in types if n != "stem_conv"} == {("ap_fixed<8,1>", "ap_fixed<18,6>")}
     assert {type(layer).__name__ for layer in deployed.layers}.isdisjoint({"QConv2DBatchnorm", "BatchNormalization"})
     # Folding after training loses nothing: the deployed Keras model computes the trained model's logits exactly.
     x = preprocess(test_split.head(200).images)

@@ -72,10 +72,15 @@ def test_folded_batchnorm_model_has_one_layer_per_pair_and_needs_a_quant_spec():
     folded = create_model("resnet8", quant="<8,3>", fold_bn=True)
     kinds = [type(layer).__name__ for layer in folded.layers]
     assert kinds.count("QConv2DBatchnorm") == 9 and "BatchNormalization" not in kinds
-    stem = folded.get_layer("stem_conv")
-    # The folded bias gets the accumulator's fractional bits behind a <8,3> ReLU (5 + 5) and 6 integer bits.
-    assert str(stem.bias_quantizer_internal) == str(QuantSpec(8, 3).folded_bias_quantizer())
-    assert (stem.bias_quantizer_internal.bits, stem.bias_quantizer_internal.integer) == (16, 5)
+    # Folded kernels: 8 bits, one integer bit behind a ReLU, two more than the spec's where the layer reads pixels.
+    # The folded bias: the accumulator's fractional bits (input + kernel) and 6 integer bits (5 + sign).
+    formats = {}
+    for name in ("stem_conv", "s2b1_conv1"):
+        layer = folded.get_layer(name)
+        k, b = layer.kernel_quantizer_internal, layer.bias_quantizer_internal
+        formats[name] = (k.bits, k.integer, b.bits, b.integer)
+    assert formats["stem_conv"] == (8, 4, 6 + 8 + 3, 5)  # input ap_ufixed<8,0>: 8 fractional bits
+    assert formats["s2b1_conv1"] == (8, 0, 6 + 5 + 7, 5)  # input ap_ufixed<8,3>: 5 fractional bits
     with pytest.raises(ValueError, match="quantiz"):
         create_model("resnet8", fold_bn=True)
 
