@@ -37,7 +37,7 @@ REPO_ROOT = Path(__file__).resolve().parents[2]
 
 
 class Scheduler(Protocol):
-    """Where tasks run. The driver (:func:`run_tasks`) opens it, submits attempts, waits for outcomes, closes it.
+    """Where tasks run. The driver (:func:`~training.sweep.driver.run_tasks`) opens it, submits, waits, closes it.
 
     Attributes:
         max_in_flight: attempts submitted at once (None: as many as the resources allow).

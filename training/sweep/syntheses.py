@@ -59,7 +59,7 @@ def schedule_syntheses(
         memory_gb: memory to reserve per synthesis on Ray (Vivado needs several GB).
         resources: custom Ray resources per synthesis, e.g. ``{"vivado": 1}`` to land on nodes with Vivado.
         retries: attempts after a failure.
-        on_outcome: see :func:`run_tasks`.
+        on_outcome: see :func:`training.sweep.driver.run_tasks`.
 
     Returns:
         The report; ``records`` holds the record of every synthesized bundle.
