@@ -108,6 +108,7 @@ def _cmd_bench(args: argparse.Namespace) -> int:
         progress=args.progress,
         engine=args.engine,
         csim_check=args.csim_check,
+        reference_engine=args.reference_engine,
     )
     sys.stdout.write(render_markdown(report))
     log.info("report written to %s", out)
@@ -433,9 +434,16 @@ def build_parser() -> argparse.ArgumentParser:
     ref.add_argument(
         "--reference-only",
         action="store_true",
-        help="only the ONNX Runtime reference, on this machine (CPU figures for a board without onnxruntime)",
+        help="only the ONNX references, on this machine (no FPGA pass)",
     )
-    ref.add_argument("--no-reference", action="store_true", help="skip the ONNX Runtime reference")
+    ref.add_argument("--no-reference", action="store_true", help="skip the ONNX references")
+    bench.add_argument(
+        "--reference-engine",
+        choices=("auto", "ort", "numpy"),
+        default="auto",
+        help="what runs the ONNX references (float and 8-bit): onnxruntime (ort) or the numpy evaluator (numpy, "
+        "for boards without onnxruntime such as the PYNQ-Z2); auto: onnxruntime when it imports, else numpy",
+    )
     bench.add_argument("--power", choices=("auto", "off"), default="auto", help="power measurement (default auto)")
     bench.add_argument(
         "--power-rail", action="append", help="PMBus rail to record, repeatable (default 12V: the ZCU104's input)"

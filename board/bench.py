@@ -1,24 +1,27 @@
-"""Benchmark a bundle on CIFAR-10: FPGA (or its emulation) vs ONNX Runtime vs the quantized Keras model.
+"""Benchmark a bundle on CIFAR-10: FPGA (or its emulation) vs the CPU's ONNX references vs the Keras model.
 
 ``python -m board bench --bundle overlays/pynq-z2/<model_id>`` runs the first ``n`` CIFAR-10 test images (all
-10,000 by default with a bitstream, 1,000 for an emulated bundle) through the accelerator and through the ONNX
-reference, and writes into the report folder ``report.json``, ``report.md`` and PNG plots with:
+10,000 by default with a bitstream, 1,000 for an emulated bundle) through the accelerator and through the bundle's
+two ONNX references on this CPU (float and 8-bit), and writes into the report folder ``report.json``,
+``report.md`` and PNG plots with:
 
-* top-1 of the FPGA path, of ONNX Runtime, and of Keras (the manifest's figure measured at build time, and on
-  the same images from the bundle's ``keras_predictions.npy``);
-* argmax agreement FPGA vs Keras and FPGA vs ONNX Runtime;
-* latency per batch and per image (p50/p99, ``time.perf_counter``) and throughput of both paths. The first
+* top-1 of the FPGA path, of the float and 8-bit ONNX references, and of Keras (the manifest's figure measured
+  at build time, and on the same images from the bundle's ``keras_predictions.npy``);
+* argmax agreement FPGA vs Keras, FPGA vs each ONNX reference, 8-bit vs float reference;
+* latency per batch and per image (p50/p99, ``time.perf_counter``) and throughput of every path. The first
   batch of every pass is a warm-up: its predictions count, its time does not;
 * optionally a batch-size sweep (``--batch-sizes 1,10,100``): for each size, one warm-up batch, then at least
-  ``--sweep-images`` images timed, through the FPGA and through ONNX Runtime (on by default with a bitstream;
+  ``--sweep-images`` images timed, through the FPGA and through the ONNX references (on by default with a bitstream;
   off by default for an emulated bundle, whose C-simulation runs about 8 images/s);
 * power and energy per inference (:mod:`board.power`): PMBus on the ZCU104, an external meter's figures entered
   by the user on the PYNQ-Z2, "not available (host emulation)" otherwise;
 * the bundle's identity, tool versions and the environment.
 
 When the bundle is emulated the FPGA figures come from the hls4ml C-simulation on the host, and the report says
-so in bold: they are not board timings. Without onnxruntime (the PYNQ-Z2 is armv7l: no wheel) the reference is
-reported as not available and ``--reference-only`` measures it on another machine (see :mod:`board.onnx_reference`).
+so in bold: they are not board timings. The ONNX references run on onnxruntime where it imports and on the numpy
+evaluator elsewhere (the PYNQ-Z2 is armv7l: no onnxruntime wheel), or as ``--reference-engine`` says; the report
+names the engine and the CPU (see :mod:`board.onnx_reference`). A reference that cannot run is reported as not
+available, with why, and the FPGA figures go on.
 """
 
 from __future__ import annotations
@@ -241,7 +244,7 @@ def _onnx_pass(ref: Any, images: np.ndarray, batch_size: int, progress: bool | N
     n = len(images)
     ref.take_timings()
     parts = []
-    with Progress(n, "onnxruntime", enabled=progress) as bar:
+    with Progress(n, f"onnx {ref.precision or ''} ({ref.engine})", enabled=progress) as bar:
         for start in range(0, n, batch_size):
             parts.append(ref.predict(images[start : start + batch_size], batch_size=batch_size))
             bar.update(len(parts[-1]))
@@ -250,18 +253,21 @@ def _onnx_pass(ref: Any, images: np.ndarray, batch_size: int, progress: bool | N
 
 def _sweep(
     acc: Accelerator | None,
-    ref: Any | None,
+    refs: dict[str, Any],
     images: np.ndarray,
     batch_sizes: Sequence[int],
     sweep_images: int,
     progress: bool | None,
 ) -> dict[str, Any]:
-    """For each batch size: one warm-up batch, then whole batches covering at least ``sweep_images`` images."""
+    """For each batch size: one warm-up batch, then whole batches covering at least ``sweep_images`` images.
+
+    ``refs`` maps a row key (``onnx``: the float reference, ``onnx_int8``: the 8-bit one) to the reference.
+    """
     plan = [(b, -(-max(sweep_images, b) // b) * b) for b in batch_sizes]  # (size, timed images)
     rows = []
     for b, timed in plan:
         data = _cycled(images, b + timed)
-        row: dict[str, Any] = {"batch_size": b, "timed_images": timed, "fpga": None, "onnx": None}
+        row: dict[str, Any] = {"batch_size": b, "timed_images": timed, "fpga": None, "onnx": None, "onnx_int8": None}
         if acc is not None:
             row["dma_batch"] = min(b, acc.batch_size)
             acc.take_timings()
@@ -273,14 +279,14 @@ def _sweep(
             # Transfers per warm-up batch: more than one when b exceeds the DMA's batch capacity.
             per_batch = -(-b // acc.batch_size)
             row["fpga"] = latency_stats(acc.take_timings(), warmup_batches=per_batch, samples=False)
-        if ref is not None:
+        for key, ref in refs.items():
             ref.take_timings()
-            with Progress(len(data), f"sweep onnx b={b}", enabled=progress) as bar:
+            with Progress(len(data), f"sweep {key} b={b}", enabled=progress) as bar:
                 for start in range(0, len(data), b):
                     chunk = data[start : start + b]
                     ref.predict(chunk, batch_size=b)
                     bar.update(len(chunk))
-            row["onnx"] = latency_stats(ref.take_timings(), warmup_batches=1, samples=False)
+            row[key] = latency_stats(ref.take_timings(), warmup_batches=1, samples=False)
         rows.append(row)
         fpga_ips = f"{row['fpga']['images_per_s']:.1f}" if row["fpga"] else "n/a"
         onnx_ips = f"{row['onnx']['images_per_s']:.1f}" if row["onnx"] else "n/a"
@@ -288,22 +294,45 @@ def _sweep(
     return {"batch_sizes": list(batch_sizes), "images_per_batch_size": sweep_images, "rows": rows}
 
 
-def _open_reference(bundle: Bundle, threads: int | None, mode: str) -> tuple[Any | None, str | None]:
-    """The ONNX reference, or None and why not."""
+def _open_reference(
+    bundle: Bundle, threads: int | None, mode: str, engine: str = "auto", precision: str = "float"
+) -> tuple[Any | None, str | None]:
+    """The float or 8-bit ONNX reference, or None and why not.
+
+    A reference that cannot run (no such file in an older bundle, no onnxruntime for ``--reference-engine ort``, an
+    operator the numpy evaluator lacks, a file the engine refuses) is reported as not available and the FPGA
+    figures go on; with ``--reference-only`` the float reference is the whole run, so its failure is the error.
+    """
     if mode == "off":
         return None, "skipped (--no-reference)"
-    try:
-        from board.onnx_reference import OnnxReference
+    from board.onnx_reference import OnnxReference
 
-        return OnnxReference.from_bundle(bundle, threads=threads), None
-    except ToolMissingError as exc:
-        if mode == "only":
+    if precision == "int8" and not bundle.manifest.onnx_reference_int8:
+        return None, "this bundle has no 8-bit reference (built before hls_build made one; rebuild the bundle)"
+    try:
+        return OnnxReference.from_bundle(bundle, threads=threads, engine=engine, precision=precision), None
+    except (ToolMissingError, BundleError) as exc:
+        if mode == "only" and precision == "float":
             raise
         return None, str(exc)
-    except BundleError as exc:
-        if bundle.manifest.onnx_reference or mode == "only":
-            raise
-        return None, str(exc)
+
+
+def cpu_name(running_on: str | None, machine: str | None = None) -> str:
+    """The CPU the reference runs on, in words: the board's ARM core, or this machine."""
+    machine = machine or platform.machine()
+    if running_on == "pynq-z2":
+        return "the PYNQ-Z2's Cortex-A9"
+    if running_on == "zcu104":
+        return "the ZCU104's Cortex-A53"
+    return f"this host's CPU ({machine})"
+
+
+def reference_label(report: dict[str, Any], precision: str = "float") -> str:
+    """E.g. "ONNX reference, 8-bit, numpy evaluator on the PYNQ-Z2's Cortex-A9" (what the report's rows say)."""
+    ref = report.get("reference") or {}
+    kind = "8-bit" if precision == "int8" else "float"
+    engine = {"ort": "onnxruntime", "numpy": "numpy evaluator"}.get(ref.get("engine"), "no engine")
+    return f"ONNX reference, {kind}, {engine} on {ref.get('cpu') or 'this CPU'}"
 
 
 def benchmark(
@@ -318,6 +347,7 @@ def benchmark(
     batch_sizes: Sequence[int] = (),
     sweep_images: int | None = None,
     reference: str = "auto",
+    reference_engine: str = "auto",
     power: PowerOptions | None = None,
     power_meter_factory: Callable[[PowerOptions], PmbusMeter] | None = None,
     progress: bool | None = None,
@@ -337,7 +367,8 @@ def benchmark(
             it afterwards).
         batch_sizes: batch sizes to sweep (empty: no sweep).
         sweep_images: images timed per swept batch size (default 1,000 on a board, 20 emulated).
-        reference: ``auto`` (ONNX Runtime when available), ``off``, or ``only`` (no FPGA pass).
+        reference: ``auto`` (the ONNX references when they can run), ``off``, or ``only`` (no FPGA pass).
+        reference_engine: ``auto`` (onnxruntime when it imports, else the numpy evaluator), ``ort`` or ``numpy``.
         power: power options (default: automatic; see :mod:`board.power`).
         power_meter_factory: builds the PMBus meter (tests pass fake rails).
         progress: draw progress bars on stderr (default: when stderr is a terminal).
@@ -369,9 +400,21 @@ def benchmark(
     if fpga_run:  # decided first: a wrong combination of options fails before the long run
         session = PowerSession(power, emulated=m.emulated, board=m.board, meter_factory=power_meter_factory)
 
-    ref, onnx_unavailable = _open_reference(bundle, onnx_threads, reference)
+    from board.onnx_reference import resolve_engine
+
+    try:
+        ref_engine = resolve_engine(reference_engine)
+    except ToolMissingError:
+        if reference == "only":
+            raise
+        ref_engine = None
+    ref, onnx_unavailable = _open_reference(bundle, onnx_threads, reference, reference_engine, "float")
+    ref_int8, onnx_int8_unavailable = _open_reference(bundle, onnx_threads, reference, reference_engine, "int8")
     if onnx_unavailable:
-        notes.append(f"ONNX Runtime reference not available: {onnx_unavailable}")
+        notes.append(f"ONNX reference (float) not available: {onnx_unavailable}")
+    if onnx_int8_unavailable and onnx_int8_unavailable != onnx_unavailable:
+        notes.append(f"ONNX reference (8-bit) not available: {onnx_int8_unavailable}")
+    refs = {key: r for key, r in (("onnx", ref), ("onnx_int8", ref_int8)) if r is not None}
 
     fpga_logits = fpga_timing = fpga_pass_s = used_batch = None
     power_report = unavailable_report("not measured: no FPGA pass (--reference-only)")
@@ -391,18 +434,21 @@ def benchmark(
             fpga_timing = latency_stats(timings, warmup_batches=1)
             used_batch = min(batch_size, acc.batch_size)
             if batch_sizes:
-                sweep = _sweep(acc, ref, images, batch_sizes, sweep_images, progress)
+                sweep = _sweep(acc, refs, images, batch_sizes, sweep_images, progress)
         finally:
             if own:
                 acc.close()
-    elif batch_sizes and ref is not None:
-        sweep = _sweep(None, ref, images, batch_sizes, sweep_images, progress)
+    elif batch_sizes and refs:
+        sweep = _sweep(None, refs, images, batch_sizes, sweep_images, progress)
 
-    onnx_logits = onnx_timing = None
+    onnx_logits = onnx_timing = int8_logits = int8_timing = None
     if ref is not None:
         onnx_logits, onnx_timings = _onnx_pass(ref, images, batch_size, progress)
         onnx_timing = latency_stats(onnx_timings, warmup_batches=1)
-    for name, stats in (("FPGA", fpga_timing), ("ONNX Runtime", onnx_timing)):
+    if ref_int8 is not None:
+        int8_logits, int8_timings = _onnx_pass(ref_int8, images, batch_size, progress)
+        int8_timing = latency_stats(int8_timings, warmup_batches=1)
+    for name, stats in (("FPGA", fpga_timing), ("ONNX reference", onnx_timing), ("8-bit ONNX reference", int8_timing)):
         if stats is not None and stats["warmup_batches_excluded"] == 0:
             notes.append(f"{name}: a single batch, so no warm-up batch could be excluded from its timing")
 
@@ -413,6 +459,7 @@ def benchmark(
     accuracy: dict[str, Any] = {
         "fpga_top1": None if fpga_pred is None else _top1(fpga_pred, labels),
         "onnx_top1": None if onnx_logits is None else _top1(np.argmax(onnx_logits, axis=1), labels),
+        "onnx_int8_top1": None if int8_logits is None else _top1(np.argmax(int8_logits, axis=1), labels),
         # As measured by hls_build (the first keras_top1_images test images; all 10,000 unless it says otherwise).
         "keras_top1_manifest": m.metrics.get("keras_top1"),
         "keras_top1_manifest_images": int(m.metrics.get("keras_top1_images", 10000)),
@@ -429,6 +476,8 @@ def benchmark(
         if keras_pred is None or fpga_pred is None
         else {"images": k, "agreement": _top1(fpga_pred[:k], keras_pred)},
         "fpga_vs_onnx": None,
+        "fpga_vs_onnx_int8": None,
+        "onnx_int8_vs_onnx": None,
     }
     if onnx_logits is not None and fpga_logits is not None:
         agreement["fpga_vs_onnx"] = {
@@ -436,8 +485,15 @@ def benchmark(
             "agreement": _top1(fpga_pred, np.argmax(onnx_logits, axis=1)),
             "max_abs_logit_diff": float(np.max(np.abs(fpga_logits - onnx_logits))),
         }
+    if int8_logits is not None and fpga_logits is not None:
+        agreement["fpga_vs_onnx_int8"] = {"images": n, "agreement": _top1(fpga_pred, np.argmax(int8_logits, axis=1))}
+    if int8_logits is not None and onnx_logits is not None:
+        agreement["onnx_int8_vs_onnx"] = {
+            "images": n,
+            "agreement": _top1(np.argmax(int8_logits, axis=1), np.argmax(onnx_logits, axis=1)),
+        }
     if not fpga_run:
-        label = "no FPGA pass (--reference-only): ONNX Runtime figures only, measured on this machine"
+        label = "no FPGA pass (--reference-only): ONNX reference figures only, measured on this machine"
     elif m.emulated and engine["name"] == "fast":
         label = (
             "HOST EMULATION of the firmware by the bit-exact numpy engine (no bitstream): FPGA accuracy is the "
@@ -474,12 +530,29 @@ def benchmark(
         "batch_size": {"requested": batch_size, "dma": used_batch},
         "accuracy": accuracy,
         "agreement": agreement,
-        "timing": {"fpga": fpga_timing, "onnx": onnx_timing, "fpga_pass_s": fpga_pass_s, "warmup": WARMUP_NOTE},
+        "timing": {
+            "fpga": fpga_timing,
+            "onnx": onnx_timing,
+            "onnx_int8": int8_timing,
+            "fpga_pass_s": fpga_pass_s,
+            "warmup": WARMUP_NOTE,
+        },
         "sweep": sweep,
         "board_estimate": board_estimate(m),
         "power": power_report,
-        "reference": {"mode": reference, "machine": env["machine"], "available": ref is not None},
+        "reference": {
+            "mode": reference,
+            "machine": env["machine"],
+            "cpu": cpu_name(running_on, env["machine"]),
+            "available": ref is not None,
+            "int8_available": ref_int8 is not None,
+            "engine": ref_engine if refs else None,
+            "engine_requested": reference_engine,
+            "engine_description": next(iter(refs.values())).engine_description if refs else None,
+            "files": {"float": m.onnx_reference, "int8": m.onnx_reference_int8},
+        },
         "onnx_unavailable": onnx_unavailable,
+        "onnx_int8_unavailable": onnx_int8_unavailable,
         "environment": env,
         "plots": {},
         "notes": notes,
@@ -527,7 +600,7 @@ def _power_lines(power: dict[str, Any]) -> list[str]:
     return lines
 
 
-def _sweep_lines(sweep: dict[str, Any] | None, fpga_name: str) -> list[str]:
+def _sweep_lines(sweep: dict[str, Any] | None, fpga_name: str, ref_name: str = "the ONNX references") -> list[str]:
     if not sweep:
         return []
     lines = [
@@ -536,19 +609,27 @@ def _sweep_lines(sweep: dict[str, Any] | None, fpga_name: str) -> list[str]:
         f"For each batch size: one warm-up batch (not timed), then at least {sweep['images_per_batch_size']} images "
         "timed.",
         "",
-        "| batch | timed images | FPGA images/s | FPGA image p50 ms | FPGA image p99 ms | ONNX images/s | "
-        "ONNX image p50 ms | ONNX image p99 ms |",
-        "|---:|---:|---:|---:|---:|---:|---:|---:|",
+        "| batch | timed images | FPGA images/s | FPGA image p50 ms | FPGA image p99 ms | ONNX float images/s | "
+        "ONNX float image p50 ms | ONNX float image p99 ms | ONNX 8-bit images/s | ONNX 8-bit image p50 ms |",
+        "|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for r in sweep["rows"]:
-        f, o = r.get("fpga"), r.get("onnx")
+        f, o, q = r.get("fpga"), r.get("onnx"), r.get("onnx_int8")
         dma = f" (DMA {r['dma_batch']})" if r.get("dma_batch") not in (None, r["batch_size"]) else ""
         lines.append(
             f"| {r['batch_size']}{dma} | {r['timed_images']} | {_num(f and f['images_per_s'], '.1f')} | "
             f"{_ms(f, 'image_ms_p50')} | {_ms(f, 'image_ms_p99')} | {_num(o and o['images_per_s'], '.1f')} | "
-            f"{_ms(o, 'image_ms_p50')} | {_ms(o, 'image_ms_p99')} |"
+            f"{_ms(o, 'image_ms_p50')} | {_ms(o, 'image_ms_p99')} | {_num(q and q['images_per_s'], '.1f')} | "
+            f"{_ms(q, 'image_ms_p50')} |"
         )
-    return lines + ["", f"FPGA column: {fpga_name}."]
+    return lines + ["", f"FPGA column: {fpga_name}. ONNX columns: {ref_name}."]
+
+
+def _engine_cell(report: dict[str, Any]) -> str:
+    ref = report.get("reference") or {}
+    if not ref.get("engine_description"):
+        return "none ran"
+    return f"{ref['engine_description']} on {ref.get('cpu') or 'this CPU'}"
 
 
 def render_markdown(report: dict[str, Any]) -> str:
@@ -595,6 +676,7 @@ def render_markdown(report: dict[str, Any]) -> str:
         f"| bundle | `{b['path']}` |",
         f"| board / model | {b['board']} / {b['model_id']} |",
         f"| running on | {report.get('running_on') or 'n/a'} ({env['machine']}) |",
+        f"| ONNX reference engine | {_engine_cell(report)} |",
         f"| emulated | {str(b['emulated']).lower()} |",
         f"| bitstream | {'yes' if b['has_bitstream'] else 'none'} |",
         f"| stream types | in {b['input']}, out {b['output']} |",
@@ -607,7 +689,9 @@ def render_markdown(report: dict[str, Any]) -> str:
         "| path | images | top-1 |",
         "|---|---:|---:|",
         f"| {fpga} | {fpga_n} | {_pct(acc['fpga_top1'])} |",
-        f"| ONNX Runtime (float reference) | {onnx_n} | {_pct(acc['onnx_top1'])} |",
+        f"| {reference_label(report)} | {onnx_n} | {_pct(acc['onnx_top1'])} |",
+        f"| {reference_label(report, 'int8')} | {n if acc.get('onnx_int8_top1') is not None else 'n/a'} | "
+        f"{_pct(acc.get('onnx_int8_top1'))} |",
         f"| Keras (quantized), same images, from `{KERAS_PREDICTIONS}` | {acc['keras_same_images_count'] or 'n/a'} | "
         f"{_pct(acc['keras_top1_same_images'])} |",
         f"| Keras (quantized), as measured at build time (manifest metrics) | {acc['keras_top1_manifest_images']} | "
@@ -629,11 +713,17 @@ def render_markdown(report: dict[str, Any]) -> str:
     fk, fo = agr["fpga_vs_keras"], agr["fpga_vs_onnx"]
     lines.append(f"| FPGA vs Keras | {fk['images'] if fk else 'n/a'} | {_pct(fk['agreement']) if fk else 'n/a'} | - |")
     lines.append(
-        f"| FPGA vs ONNX Runtime | {fo['images'] if fo else 'n/a'} | {_pct(fo['agreement']) if fo else 'n/a'} | "
-        f"{fo['max_abs_logit_diff']:.4g} |"
+        f"| FPGA vs ONNX reference (float) | {fo['images'] if fo else 'n/a'} | "
+        f"{_pct(fo['agreement']) if fo else 'n/a'} | {fo['max_abs_logit_diff']:.4g} |"
         if fo
-        else "| FPGA vs ONNX Runtime | n/a | n/a | n/a |"
+        else "| FPGA vs ONNX reference (float) | n/a | n/a | n/a |"
     )
+    for pair, key in (
+        ("FPGA vs ONNX reference (8-bit)", "fpga_vs_onnx_int8"),
+        ("ONNX 8-bit vs float", "onnx_int8_vs_onnx"),
+    ):
+        a = agr.get(key)
+        lines.append(f"| {pair} | {a['images'] if a else 'n/a'} | {_pct(a['agreement']) if a else 'n/a'} | - |")
     lines += [
         "",
         "## Latency and throughput",
@@ -645,7 +735,8 @@ def render_markdown(report: dict[str, Any]) -> str:
     ]
     for name, stats in (
         (fpga + (" - NOT board timings" if report["emulated"] else ""), tim["fpga"]),
-        (f"ONNX Runtime (CPU, {env['machine']})", tim["onnx"]),
+        (reference_label(report), tim["onnx"]),
+        (reference_label(report, "int8"), tim.get("onnx_int8")),
     ):
         ips = "n/a" if not stats else f"{stats['images_per_s']:.1f}"
         lines.append(
@@ -654,7 +745,7 @@ def render_markdown(report: dict[str, Any]) -> str:
         )
     # Next to host timings, what the bundle's estimate models for the board (labelled ESTIMATE, with its band).
     lines += [""] + estimate_lines(report.get("board_estimate"), report["bundle"].get("board"))
-    lines += _sweep_lines(report.get("sweep"), fpga)
+    lines += _sweep_lines(report.get("sweep"), fpga, reference_label(report).replace(", float", ""))
     if report.get("sweep"):
         lines.append("")
     lines += _power_lines(report.get("power") or unavailable_report("not measured"))
@@ -728,6 +819,7 @@ def run_bench(
     progress: bool | None = None,
     engine: str = "auto",
     csim_check: int | None = None,
+    reference_engine: str = "auto",
 ) -> tuple[dict[str, Any], Path]:
     """Load and verify a bundle and the first ``n`` CIFAR-10 test images, benchmark, write the report.
 
@@ -751,6 +843,8 @@ def run_bench(
             ``auto`` (fast when the bundle carries its firmware graph).
         csim_check: with the fast engine, the first this many images also go through the C-simulation and the
             raw outputs are compared bit for bit (default 100; 0 skips the check).
+        reference_engine: what runs the ONNX references: ``auto`` (onnxruntime when it imports, else the numpy
+            evaluator), ``ort`` or ``numpy``.
 
     Returns:
         ``(report, out_dir)``.
@@ -808,6 +902,7 @@ def run_bench(
             batch_sizes=sizes,
             sweep_images=sweep_images,
             reference=reference,
+            reference_engine=reference_engine,
             power=power,
             progress=progress,
             running_on=running_on,

@@ -27,6 +27,7 @@ PLOT_FILES = {
     "power_trace": "power_trace.png",
 }
 _FPGA_COLOR, _CPU_COLOR, _KERAS_COLOR = "#1f77b4", "#ff7f0e", "#2ca02c"
+_CPU8_COLOR = "#d62728"
 
 
 def _figure(width: float = 7.0, height: float = 4.2, ncols: int = 1) -> Any:
@@ -61,7 +62,11 @@ def latency_histogram(report: dict[str, Any], path: Path) -> bool:
     """Histogram of per-image latency (batch time / batch size) of the FPGA and ONNX passes."""
     series = [
         (name, color, _per_image_ms(report["timing"].get(key)), report["timing"].get(key))
-        for name, color, key in ((_fpga_name(report), _FPGA_COLOR, "fpga"), ("ONNX Runtime (CPU)", _CPU_COLOR, "onnx"))
+        for name, color, key in (
+            (_fpga_name(report), _FPGA_COLOR, "fpga"),
+            ("ONNX float (CPU)", _CPU_COLOR, "onnx"),
+            ("ONNX 8-bit (CPU)", _CPU8_COLOR, "onnx_int8"),
+        )
     ]
     series = [s for s in series if s[2] is not None and len(s[2])]
     if not series:
@@ -94,7 +99,11 @@ def throughput_vs_batch(report: dict[str, Any], path: Path) -> bool:
     if not rows:
         return False
     fig, (ax_t, ax_l) = _figure(9.0, 4.2, ncols=2)
-    for key, name, color in (("fpga", _fpga_name(report), _FPGA_COLOR), ("onnx", "ONNX Runtime (CPU)", _CPU_COLOR)):
+    for key, name, color in (
+        ("fpga", _fpga_name(report), _FPGA_COLOR),
+        ("onnx", "ONNX float (CPU)", _CPU_COLOR),
+        ("onnx_int8", "ONNX 8-bit (CPU)", _CPU8_COLOR),
+    ):
         pts = [(r["batch_size"], r[key]) for r in rows if r.get(key)]
         if not pts:
             continue
@@ -118,15 +127,20 @@ def throughput_vs_batch(report: dict[str, Any], path: Path) -> bool:
 
 
 def fpga_vs_cpu(report: dict[str, Any], path: Path) -> bool:
-    """Bars: top-1 of FPGA, ONNX Runtime and Keras on the same images; per-image latency p50 (p99 whisker)."""
+    """Bars: top-1 of FPGA, the ONNX references and Keras on the same images; latency p50 (p99 whisker)."""
     acc, tim = report["accuracy"], report["timing"]
     bars = [
         (_fpga_name(report), acc.get("fpga_top1"), _FPGA_COLOR),
-        ("ONNX Runtime (CPU)", acc.get("onnx_top1"), _CPU_COLOR),
+        ("ONNX float (CPU)", acc.get("onnx_top1"), _CPU_COLOR),
+        ("ONNX 8-bit (CPU)", acc.get("onnx_int8_top1"), _CPU8_COLOR),
         ("Keras (same images)", acc.get("keras_top1_same_images"), _KERAS_COLOR),
     ]
     bars = [b for b in bars if b[1] is not None and np.isfinite(b[1])]
-    paths = ((_fpga_name(report), "fpga", _FPGA_COLOR), ("ONNX Runtime (CPU)", "onnx", _CPU_COLOR))
+    paths = (
+        (_fpga_name(report), "fpga", _FPGA_COLOR),
+        ("ONNX float (CPU)", "onnx", _CPU_COLOR),
+        ("ONNX 8-bit (CPU)", "onnx_int8", _CPU8_COLOR),
+    )
     lat = [(name, tim.get(key), color) for name, key, color in paths if tim.get(key)]
     if not bars and not lat:
         return False

@@ -147,34 +147,44 @@ def test_reference_only(make_bundle, cifar10_dir, tmp_path, monkeypatch):
     assert report["power"]["reason"].startswith("not measured: no FPGA pass")
     assert "no FPGA pass (--reference-only)" in report["fpga_label"]
     md = (out / "report.md").read_text()
-    assert f"ONNX Runtime (CPU, {platform.machine()})" in md and "| FPGA vs ONNX Runtime | n/a |" in md
+    assert f"ONNX reference, float, onnxruntime on this host's CPU ({platform.machine()})" in md
+    assert "| FPGA vs ONNX reference (float) | n/a |" in md
 
 
-def test_armv7l_skips_the_reference_with_the_documented_message(toy, images, monkeypatch):
+def test_armv7l_runs_the_numpy_evaluator(toy, images, monkeypatch):
     monkeypatch.setitem(sys.modules, "onnxruntime", None)  # no wheel: the import fails
     monkeypatch.setattr(platform, "machine", lambda: "armv7l")
-    report = benchmark(toy, images, np.zeros(12, np.int64), batch_size=6, batch_sizes=(2,), sweep_images=2)
-    reason = report["onnx_unavailable"]
-    assert reason.startswith("not available: no onnxruntime wheel for armv7l")
-    assert "python -m board bench --reference-only" in reason
-    assert report["accuracy"]["fpga_top1"] is not None and report["timing"]["onnx"] is None
-    assert report["sweep"]["rows"][0]["onnx"] is None and report["sweep"]["rows"][0]["fpga"] is not None
+    labels = np.zeros(12, np.int64)
+    report = benchmark(toy, images, labels, batch_size=6, batch_sizes=(2,), sweep_images=2, running_on="pynq-z2")
+    assert report["onnx_unavailable"] is None and report["reference"]["engine"] == "numpy"
+    assert report["accuracy"]["fpga_top1"] is not None and report["accuracy"]["onnx_top1"] is not None
+    assert report["agreement"]["fpga_vs_onnx"]["agreement"] == 1.0  # the toy model is exact
+    assert report["timing"]["onnx"]["images"] == 6 and report["sweep"]["rows"][0]["onnx"] is not None
     assert report["environment"]["machine"] == "armv7l"
     md = render_markdown(report)
-    assert "ONNX Runtime reference not available: not available: no onnxruntime wheel for armv7l" in md
+    assert "ONNX reference, float, numpy evaluator on the PYNQ-Z2's Cortex-A9" in md
+    # The toy bundle carries no 8-bit reference: the report says so, and the FPGA figures are unaffected.
+    assert report["accuracy"]["onnx_int8_top1"] is None and "no 8-bit reference" in report["onnx_int8_unavailable"]
+    # Asking for onnxruntime where it has no wheel: not available, with why; the FPGA pass goes on.
+    report = benchmark(toy, images, labels, batch_size=6, reference_engine="ort")
+    assert "no onnxruntime wheel for 32-bit ARM" in report["onnx_unavailable"]
+    assert report["accuracy"]["fpga_top1"] is not None and report["timing"]["onnx"] is None
+    assert "ONNX reference (float) not available: onnxruntime is not available on armv7l" in render_markdown(report)
     with pytest.raises(ToolMissingError, match="armv7l"):
-        benchmark(toy, images, np.zeros(12, np.int64), reference="only")
+        benchmark(toy, images, labels, reference="only", reference_engine="ort")
 
 
-def test_armv7l_cli_reference_only_exits_2(make_bundle, cifar10_dir, monkeypatch, capsys):
+def test_armv7l_cli_reference_only(make_bundle, cifar10_dir, monkeypatch, capsys, tmp_path):
     from board.__main__ import main
 
     monkeypatch.setitem(sys.modules, "onnxruntime", None)
     monkeypatch.setattr(platform, "machine", lambda: "armv7l")
-    rc = main(
-        ["bench", "--bundle", str(make_bundle()), "-n", "2", "--reference-only", "--cifar10-dir", str(cifar10_dir)]
-    )
-    assert rc == 2 and "no onnxruntime wheel for armv7l" in capsys.readouterr().err
+    args = ["bench", "--bundle", str(make_bundle()), "-n", "2", "--reference-only", "--cifar10-dir", str(cifar10_dir)]
+    rc = main([*args, "--reference-engine", "ort", "--out", str(tmp_path / "a")])
+    assert rc == 2 and "no onnxruntime wheel for 32-bit ARM" in capsys.readouterr().err
+    assert main([*args, "--out", str(tmp_path / "b"), "--no-plots"]) == 0
+    report = json.loads((tmp_path / "b" / "report.json").read_text())
+    assert report["reference"]["engine"] == "numpy" and report["accuracy"]["onnx_top1"] is not None
 
 
 def test_progress_bar():
@@ -214,7 +224,8 @@ def test_bench_cli_sweep_and_progress(make_bundle, cifar10_dir, tmp_path, capsys
     assert rc == 0
     captured = capsys.readouterr()
     assert "## Batch-size sweep" in captured.out and "## Plots" in captured.out
-    assert "fpga (emulated) [" in captured.err and "onnxruntime [" in captured.err and "sweep fpga b=4" in captured.err
+    assert "fpga (emulated) [" in captured.err and "onnx float (ort) [" in captured.err
+    assert "sweep fpga b=4" in captured.err
     report = json.loads((out / "report.json").read_text())
     assert [r["batch_size"] for r in report["sweep"]["rows"]] == [1, 4]
     assert (out / "throughput_vs_batch.png").read_bytes()[:8] == PNG

@@ -127,12 +127,21 @@ def test_benchmark_without_onnxruntime(make_bundle, images, monkeypatch):
 
     monkeypatch.setitem(sys.modules, "onnxruntime", None)
     labels = np.zeros(len(images), np.int64)
-    report = benchmark(load_bundle(make_bundle()), images, labels, batch_size=5)
+    bundle = load_bundle(make_bundle())
+    # The numpy evaluator takes over: same figures as onnxruntime would give on the toy model (exact).
+    report = benchmark(bundle, images, labels, batch_size=5)
+    assert report["reference"]["engine"] == "numpy" and report["onnx_unavailable"] is None
+    assert report["accuracy"]["onnx_top1"] == report["accuracy"]["fpga_top1"]
+    assert report["agreement"]["fpga_vs_onnx"]["max_abs_logit_diff"] == 0.0
+    assert report["agreement"]["fpga_vs_keras"] is None  # the bundle has no keras_predictions.npy
+    assert "numpy evaluator" in render_markdown(report)
+    # onnxruntime asked for by name: not available, and why; the FPGA figures are there.
+    report = benchmark(bundle, images, labels, batch_size=5, reference_engine="ort")
     assert report["accuracy"]["onnx_top1"] is None and report["timing"]["onnx"] is None
     assert "onnxruntime is not installed" in report["onnx_unavailable"]
-    assert report["agreement"]["fpga_vs_keras"] is None  # the bundle has no keras_predictions.npy
+    assert report["accuracy"]["fpga_top1"] is not None
     md = render_markdown(report)
-    assert "ONNX Runtime reference not available" in md and "| FPGA vs ONNX Runtime | n/a |" in md
+    assert "ONNX reference (float) not available" in md and "| FPGA vs ONNX reference (float) | n/a |" in md
 
 
 # Every subcommand through the one runner (board.cli.run): interrupted -> 130, a failed check -> 1, bad input -> 2.

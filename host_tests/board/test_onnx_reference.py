@@ -1,4 +1,4 @@
-"""board.onnx_reference.OnnxReference: same preprocessing as the accelerator; clear errors without onnxruntime."""
+"""board.onnx_reference.OnnxReference: same preprocessing as the accelerator, on onnxruntime or the numpy evaluator."""
 
 from __future__ import annotations
 
@@ -44,10 +44,34 @@ def test_from_bundle(make_bundle, images):
         OnnxReference.from_bundle(load_bundle(make_bundle("no_onnx", onnx=False)))
 
 
-def test_missing_onnxruntime_is_a_tool_error(onnx_path, monkeypatch):
+def test_missing_onnxruntime_selects_the_numpy_evaluator(onnx_path, images, monkeypatch):
     monkeypatch.setitem(sys.modules, "onnxruntime", None)  # makes `import onnxruntime` raise ImportError
     with pytest.raises(ToolMissingError, match="onnxruntime is not installed"):
-        OnnxReference(onnx_path)
+        OnnxReference(onnx_path, engine="ort")
+    ref = OnnxReference(onnx_path)  # auto
+    assert ref.engine == "numpy" and "numpy evaluator" in ref.engine_description
+    np.testing.assert_array_equal(ref.predict(images[:3]), toy_raw(images[:3].reshape(3, -1)) / 1024.0)
+    assert ref.predict(images[:0]).shape == (0, 10)
+
+
+@pytest.mark.parametrize("engine", ["ort", "numpy"])
+def test_both_engines_give_the_same_logits(onnx_path, images, engine):
+    if engine == "ort":
+        pytest.importorskip("onnxruntime")
+    ref = OnnxReference(onnx_path, engine=engine)
+    assert ref.engine == engine
+    np.testing.assert_array_equal(ref.predict(images, batch_size=5), toy_raw(images.reshape(12, -1)) / 1024.0)
+    assert [t.images for t in ref.take_timings()] == [5, 5, 2]
+    with pytest.raises(InputError, match="reference engine must be one of"):
+        OnnxReference(onnx_path, engine="tvm")
+
+
+def test_the_8_bit_reference_is_named_by_the_manifest(make_bundle):
+    bundle = load_bundle(make_bundle())
+    with pytest.raises(BundleError, match="names no onnx_reference_int8"):
+        OnnxReference.from_bundle(bundle, precision="int8")
+    with pytest.raises(InputError, match="precision"):
+        OnnxReference.from_bundle(bundle, precision="int4")
 
 
 def test_corrupt_model_is_a_bundle_error(tmp_path):
@@ -55,6 +79,8 @@ def test_corrupt_model_is_a_bundle_error(tmp_path):
     bad = tmp_path / "bad.onnx"
     bad.write_bytes(b"not a model")
     with pytest.raises(BundleError, match="cannot load"):
-        OnnxReference(bad)
+        OnnxReference(bad, engine="ort")
+    with pytest.raises(BundleError, match="bad.onnx"):
+        OnnxReference(bad, engine="numpy")
     with pytest.raises(BundleError, match="does not exist"):
         OnnxReference(tmp_path / "missing.onnx")
