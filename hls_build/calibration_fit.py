@@ -538,7 +538,11 @@ def estimate_hls_project(
     tool_consts = consts["interval"].get(info.hls_tool) or consts["interval"]["vitis"]
     k = replace(est.load_coefficients(), lut_scale=1.0, ff_scale=1.0, dsp_min_sum_bits=consts["dsp_min_sum_bits"],
                 **tool_consts)  # fmt: skip
-    e = est.estimate_design(graph, None, coefficients=k, check=False)
+    try:
+        e = est.estimate_design(graph, None, coefficients=k, check=False)
+    except (est.EstimateError, KeyError, TypeError, ValueError, ZeroDivisionError) as exc:
+        # an hls4ml layer or setting the cost model does not know: say so instead of a traceback
+        raise HlsProjectError(f"{info.root}: the estimator cannot cost this firmware ({exc!r})") from exc
     totals: dict[str, Any] = {r: e.totals[r] for r in RESOURCE_NAMES}
     for res in FIT_RESOURCES:
         c = fit["coefficients"][res]
@@ -608,6 +612,7 @@ def estimate_hls_project(
         "images_per_s": round(e.images_per_s, 1),
         "interval_error_pct": fit["summary"]["interval_cycles"],
         "layers": rows,
+        "unmodelled_layers": [f"{layer.name} ({layer.function})" for layer in graph.layers if layer.op == "unknown"],
         "fifo": fifo,
         "calibration": f"{len(fit['designs'])} designs; leave-one-out |error| p90 per resource {band}",
     }
@@ -632,6 +637,10 @@ def format_project_estimate(result: dict[str, Any]) -> str:
                  + " ".join(f"{result['whole_design_post_synthesis'][r]:>9d}" for r in RESOURCE_NAMES))  # fmt: skip
     if result["available"]:
         lines.append(f"{'Available':36s} {'':>8s} " + " ".join(f"{result['available'][r]:>9d}" for r in RESOURCE_NAMES))
+    if result["unmodelled_layers"]:
+        names = ", ".join(result["unmodelled_layers"])
+        lines.append(f"WARNING: {len(result['unmodelled_layers'])} layer(s) the estimator does not model, costed "
+                     f"as a plain pass-through (the totals are too low): {names}")  # fmt: skip
     if result["fits"] is not None:
         verdict = "FITS" if result["fits"] else "DOES NOT FIT"
         lines.append(f"{verdict} {result['part']} by the estimate: {result['fits_rule']} "

@@ -20,6 +20,7 @@ import re
 import shutil
 import tempfile
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -92,6 +93,8 @@ def _find_top(fw: Path, name: str | None) -> Path:
         return top
     tops = [p for p in sorted(fw.glob("*.cpp")) if not p.stem.endswith(_NOT_TOP)]
     tops = [p for p in tops if re.search(rf"\bvoid\s+{re.escape(p.stem)}\s*\(", p.read_text(errors="replace"))]
+    if len(tops) > 1:  # a user's wrapper around the hls4ml top (it calls the top, not the nnet:: layers)
+        tops = [p for p in tops if re.search(r"\bnnet::\w+\s*<", p.read_text(errors="replace"))] or tops
     if len(tops) != 1:
         found = ", ".join(p.name for p in tops) or "none"
         raise HlsProjectError(f"{fw}: cannot tell the top function's source (candidates: {found})")
@@ -128,11 +131,11 @@ def inspect_project(path: str | Path, hls_tool: str | None = None) -> ProjectInf
         if (root / name).is_file():
             tcl += (root / name).read_text(errors="replace") + "\n"
             files.append(name)
-    name = cfg.get("ProjectName") or _tcl_var(tcl, "project_name")
-    top = _find_top(fw, str(name) if name else None)
     for header in ("parameters.h", "defines.h"):
         if not (fw / header).is_file():
-            raise HlsProjectError(f"{fw / header} not found: the firmware is incomplete")
+            raise HlsProjectError(f"{fw / header} not found: the firmware is incomplete (or older than hls4ml 0.5)")
+    name = cfg.get("ProjectName") or _tcl_var(tcl, "project_name")
+    top = _find_top(fw, str(name) if name else None)
     files += [f"firmware/{top.name}", "firmware/parameters.h", "firmware/defines.h"]
     # hls4ml >= 0.8 writes project.tcl variables; older build_prj.tcl calls set_part / create_clock directly.
     m_part = re.search(r"^\s*set_part\s+\{?([\w-]+)\}?", tcl, re.MULTILINE)
@@ -198,11 +201,7 @@ def normalize_parameters(parameters_h: str, defines_h: str) -> str:
     Only integer-valued members are rewritten (``n_in = N_LAYER_2`` -> ``n_in = 24``; ``n_chan = n_filt`` ->
     ``n_chan = 6``); types, templates and everything else stay as written.
     """
-    macros: dict[str, str] = {}
-    for m in _DEFINE.finditer(defines_h):
-        value = _eval_int(_substitute(m.group(2), macros))
-        if value is not None:
-            macros[m.group(1)] = str(value)
+    macros = _macros(defines_h)
 
     def fix_struct(m: re.Match) -> str:
         members: dict[str, str] = {}
@@ -219,6 +218,45 @@ def normalize_parameters(parameters_h: str, defines_h: str) -> str:
     return re.sub(r"^struct\s+\w+\s*:\s*[\w:]+\s*\{.*?^\};", fix_struct, parameters_h, flags=re.MULTILINE | re.DOTALL)
 
 
+_SCALAR_TYPEDEF = re.compile(r"^(\s*typedef\s+)((?:ap_u?fixed|ap_u?int)\s*<[^;]*?>|float|double|bool)(\s+)(\w+)\s*;",
+                             re.MULTILINE)  # fmt: skip
+
+
+def resolve_typedefs(defines_h: str) -> str:
+    """``defines.h`` with scalar type names written out where other typedefs use them.
+
+    hls4ml >= 0.8 writes ``typedef ap_fixed<16,6> model_default_t;`` and then ``typedef
+    nnet::array<model_default_t, 3*1> input_t;`` or ``typedef model_default_t weight2_t;``; the estimate reads
+    array and scalar types from the text, so the names are replaced by their types (as the compiler would see them).
+    """
+    for _ in range(4):  # chains of names (a -> b -> ap_fixed<...>)
+        scalars = {m.group(4): m.group(2) for m in _SCALAR_TYPEDEF.finditer(defines_h)}
+        if not scalars:
+            return defines_h
+        new = re.sub(r"^(\s*typedef\s+)(.+?)(\s+\w+\s*;)", partial(_fix_typedef, scalars=scalars), defines_h,
+                     flags=re.MULTILINE)  # fmt: skip
+        if new == defines_h:
+            break
+        defines_h = new
+    return defines_h
+
+
+def _fix_typedef(m: re.Match, scalars: dict[str, str]) -> str:
+    """One ``typedef <type> <name>;`` with the scalar names used in ``<type>`` written out (its own name kept)."""
+    pattern = re.compile(r"\b(" + "|".join(map(re.escape, sorted(scalars, key=len, reverse=True))) + r")\b")
+    return m.group(1) + pattern.sub(lambda n: scalars[n.group(1)], m.group(2)) + m.group(3)
+
+
+def _macros(defines_h: str) -> dict[str, str]:
+    """Integer ``#define`` macros of ``defines.h`` (name -> value)."""
+    macros: dict[str, str] = {}
+    for m in _DEFINE.finditer(defines_h):
+        value = _eval_int(_substitute(m.group(2), macros))
+        if value is not None:
+            macros[m.group(1)] = str(value)
+    return macros
+
+
 def normalized_copy(info: ProjectInfo, dest: str | Path) -> Path:
     """Copy the headers the estimate reads into ``dest`` (macros resolved); returns the copy's project folder."""
     dest = Path(dest)
@@ -227,10 +265,13 @@ def normalized_copy(info: ProjectInfo, dest: str | Path) -> Path:
     defines = (fw_in / "defines.h").read_text(errors="replace")
     params = (fw_in / "parameters.h").read_text(errors="replace")
     top = (fw_in / f"{info.name}.cpp").read_text(errors="replace")
+    macros = _macros(defines)
+    if macros:  # template arguments such as clone_stream<..., N_INPUT_1_1*N_INPUT_2_1>
+        top = re.sub(r"\b([A-Z_][A-Z0-9_]*)\b", lambda m: macros.get(m.group(1), m.group(1)), top)
     params = normalize_parameters(params, defines)
     top, params = one_d_as_two_d(top, params)
     (fw_out / "parameters.h").write_text(params)
-    (fw_out / "defines.h").write_text(defines)
+    (fw_out / "defines.h").write_text(resolve_typedefs(defines))
     (fw_out / f"{info.name}.cpp").write_text(top)
     for suffix in ("_axi.cpp", "_axi.h"):
         src = fw_in / f"{info.name}{suffix}"

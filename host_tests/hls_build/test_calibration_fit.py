@@ -337,3 +337,37 @@ def test_hls_tool_read_from_the_projects_own_report(tmp_path):
     shutil.copyfile(src.folder / "reports" / "myproject_csynth.rpt", report / "myproject_csynth.rpt")
     assert inspect_project(dst).hls_tool == "vivado_hls"  # its report says Vivado HLS 2019.2
     assert inspect_project(dst, hls_tool="vitis").hls_tool == "vitis"  # an explicit choice wins
+
+
+def test_typedef_chains_and_macros_in_template_arguments(tmp_path):
+    """hls4ml >= 0.8 firmware: model_default_t inside array typedefs, sizes as defines.h macros in the top's calls."""
+    from hls_build.hls_project import resolve_typedefs
+
+    defines = (
+        "#define N_INPUT_1_1 4\n#define N_INPUT_2_1 3\ntypedef ap_fixed<16,10> model_default_t;\n"
+        "typedef nnet::array<model_default_t, 3*1> input_t;\ntypedef model_default_t conv2d_weight_t;\n"
+    )
+    out = resolve_typedefs(defines)
+    assert "typedef nnet::array<ap_fixed<16,10>, 3*1> input_t;" in out
+    assert "typedef ap_fixed<16,10> conv2d_weight_t;" in out
+    assert "typedef ap_fixed<16,10> model_default_t;" in out
+
+
+def test_a_wrapper_next_to_the_top_is_not_the_top(tmp_path):
+    from hls_build.hls_project import inspect_project
+
+    src = next(d for d in DESIGNS if d.name == "pixel_dense_small")
+    dst = tmp_path / "prj"
+    shutil.copytree(src.folder / "firmware", dst / "firmware")
+    (dst / "firmware" / "algo.cpp").write_text("void algo(int a[4], int b[4]) {\n    myproject(a, b);\n}\n")
+    assert inspect_project(dst).name == "myproject"
+
+
+def test_unmodelled_layers_are_named(tmp_path):
+    src = next(d for d in DESIGNS if d.name == "pixel_cnn_large")
+    dst = tmp_path / "prj"
+    shutil.copytree(src.folder, dst)
+    top = dst / "firmware" / "myproject.cpp"
+    top.write_text(top.read_text().replace("nnet::sigmoid<", "nnet::mystery_op<"))
+    result = cf.estimate_hls_project(dst)
+    assert result["unmodelled_layers"] == ["output_sigmoid (nnet::mystery_op)"]
