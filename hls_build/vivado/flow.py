@@ -102,14 +102,21 @@ def prepare_flow(bundle_root: Path, params: DesignParams, flavor: str, options: 
         ("input", info.in_bits, params.input_bits),
         ("output", info.out_bits, params.output_bits),
     ):
-        if bits != expected:
+        if bits > expected:
             raise BundleError(
                 f"hls4ml's wrapper streams {bits}-bit {what} elements but the manifest's {what} container is "
                 f"{expected} bits"
             )
+        if bits != expected and flavor != "vitis":
+            # hls4ml's own wrapper streams struct {data, last}: Vivado HLS makes TDATA the element's width, which the
+            # AXI DMA cannot take when it is not 8, 16, 32... bits. Our Vitis HLS wrapper widens it to the container.
+            raise BundleError(
+                f"hls4ml's wrapper streams {bits}-bit {what} elements, which the AXI DMA cannot take ({expected}-bit "
+                "container): use Vitis HLS (--hls-tool vitis_hls), whose wrapper streams the manifest's containers"
+            )
     if flavor == "vitis":
         wrapper = firmware / f"{params.project_name}_axi_vitis.cpp"
-        wrapper.write_text(vitis_axi_wrapper(info, params.project_name))
+        wrapper.write_text(vitis_axi_wrapper(info, params.project_name, params.input_bits, params.output_bits))
     else:
         wrapper = firmware / f"{params.project_name}_axi.cpp"
     files = FlowFiles(

@@ -540,6 +540,28 @@ def test_scripts_only_needs_no_tools(fake, tmp_path):
     assert tree_digest(bundle) == before
 
 
+def test_scripts_for_logits_narrower_than_their_container(fake, tmp_path):
+    """24-bit logits (as hls_build derives them) in a 32-bit container: the AXI DMA streams 32-bit words, so the
+    Vitis wrapper widens each logit to its container; Vivado HLS (hls4ml's own wrapper) cannot, and says so."""
+    from dataclasses import replace
+
+    from board.bundle import read_manifest, write_manifest
+
+    bundle = make_bundle(tmp_path, "pynq-z2")
+    header = bundle / "hls" / "firmware" / "myproject_axi.h"
+    header.write_text(header.read_text().replace("fixed<16,6,", "fixed<24,7,"))
+    m = read_manifest(bundle)
+    dma = {**m.dma, "s2mm_data_width_bits": 32}
+    out = replace(m.output, fixed_point="ap_fixed<24,7>", container="int32")
+    write_manifest(bundle, replace(m, output=out, dma=dma))
+    work = build_bitstream(bundle, BitstreamOptions(work_dir=tmp_path / "work", scripts_only=True))
+    cpp = (work / "src" / "firmware" / "myproject_axi_vitis.cpp").read_text()
+    assert "typedef ap_axiu<32, 0, 0, 0> axis_out_t;" in cpp and "ap_int<24> code = value.range(23, 0);" in cpp
+    assert "set out_bits 32" in (work / "block_design.tcl").read_text()
+    with pytest.raises(BundleError, match="24-bit output elements, which the AXI DMA cannot take.*use Vitis HLS"):
+        build_bitstream(bundle, BitstreamOptions(work_dir=tmp_path / "w2", scripts_only=True, hls_tool="vivado_hls"))
+
+
 def test_run_tool_streams_to_the_log_and_stops_a_silent_hang(tmp_path):
     script = "echo '@@overlay: step one'; echo 'ERROR: [Common 17-39] something'; exit 3"
     with pytest.raises(VivadoFlowError, match=r"(?s)exited with status 3.*ERROR: \[Common 17-39\]"):
@@ -788,6 +810,48 @@ def test_zcu104_hls_cpp_compiles_and_the_vitis_wrapper_matches_hls4mls(converted
     assert lines[-4:-1] == ["0" * 10, "0" * 9 + "1", "0" * 9 + "1"]
     assert lines[-1].startswith("mismatches=0 ") and lines[-1].endswith("left=0")
     assert not lines[-1].startswith("mismatches=0 zeros=30")  # the network computed something
+
+
+@pytest.mark.skipif(shutil.which("g++") is None, reason="needs g++")
+def test_vitis_wrapper_widens_elements_to_the_containers(converted, tmp_path):
+    """A 16-bit logit in a 32-bit container: the word is the logit's code sign-extended (what the runtime reads),
+    and the input word's low 8 bits are the pixel. hls4ml's exactly derived logits are often 24 bits wide, which the
+    AXI DMA cannot stream as they are."""
+    from hls_build.csim import compile_library, fix_generated_sources
+
+    project = converted["zcu104"]
+    fix_generated_sources(project)
+    fix_generated_project(project, board="zcu104", model_id="tiny", input_bits=8, output_bits=16)
+    lib = compile_library(project, tmp_path / "lib", build_dir=tmp_path / "obj")
+    info = parse_axi_wrapper(project / "firmware")
+    with pytest.raises(ValueError, match="narrower than the elements"):
+        vitis_axi_wrapper(info, in_bits=8, out_bits=8)
+    cpp = vitis_axi_wrapper(info, in_bits=32, out_bits=32)
+    assert "typedef ap_axiu<32, 0, 0, 0> axis_out_t;" in cpp and "ap_int<16> code = value.range(15, 0);" in cpp
+    (tmp_path / "w.cpp").write_text(cpp)
+    harness = (
+        _HARNESS.replace("typedef ap_axiu<8, 0, 0, 0> axis_in_t;", "typedef ap_axiu<32, 0, 0, 0> axis_in_t;")
+        .replace("typedef ap_axiu<16, 0, 0, 0> axis_out_t;", "typedef ap_axiu<32, 0, 0, 0> axis_out_t;")
+        .replace("pkt.data = bits;", "pkt.data = bits | 0xabcd0000u;  // high bits of the word are ignored")
+        .replace(
+            "v.range(15, 0) = pkt.data;",
+            "v.range(15, 0) = pkt.data.range(15, 0);\n"
+            "            if ((ap_int<32>)pkt.data != (ap_int<16>)v.range(15, 0)) mismatches++;  // sign-extended",
+        )
+        .replace("pkt.keep != 3 || pkt.strb != 3", "pkt.keep != 15 || pkt.strb != 15")
+    )
+    (tmp_path / "h.cpp").write_text(harness)
+    fw = project / "firmware"
+    exe = tmp_path / "h"
+    cmd = ["g++", "-std=c++14", "-O1", f"-I{FIXTURES / 'vitis_include'}", f"-I{fw / 'ap_types'}", f"-I{fw}",
+           str(tmp_path / "h.cpp"), str(tmp_path / "w.cpp"), str(lib),
+           f"-Wl,-rpath,{lib.parent}", "-o", str(exe)]  # fmt: skip
+    res = subprocess.run(cmd, capture_output=True, text=True)
+    assert res.returncode == 0, res.stderr[-3000:]
+    run = subprocess.run([str(exe)], capture_output=True, text=True, timeout=300)
+    assert run.returncode == 0, run.stdout + run.stderr
+    last = run.stdout.strip().splitlines()[-1]
+    assert last.startswith("mismatches=0 ") and last.endswith("left=0") and "zeros=30" not in last
 
 
 # --- with the real tools --------------------------------------------------------------------------------------------
