@@ -16,10 +16,15 @@ The fit (:func:`calibrate`):
   form was chosen after seeing both leave-one-out results, so its FF figure is optimistic by that choice.)
 * **Post-synthesis**: Vivado's synthesized LUT/FF/BRAM/DSP over the csynth figure, per resource, from every
   published pair (geometric mean); the post-synthesis prediction is the csynth prediction times that ratio.
-* **BRAM_18K, DSP, interval**: the binding rules and cycle model of :mod:`hls_build.estimate`, no fitted factor;
-  their errors are reported as they are.
+* **DSP, interval**: the binding rule and cycle model of :mod:`hls_build.estimate` with their discrete constants
+  chosen by grid search (the DSP rule's operand width; per HLS tool the interval constants), again in every
+  leave-one-out run. **BRAM_18K**: the binding rules, nothing fitted.
+* **Board wrapper**: the block design around the accelerator (PS glue, AXI DMA, interconnect) from a published
+  PYNQ-Z2 design (:func:`board_wrapper`).
 
-Error band of a resource: the 90th percentile of the LOO |error| over the designs (the median is reported too).
+Error band of a resource: the 90th percentile of the LOO |error| over the designs (the median is reported too);
+the post-synthesis band is never below it. The measured throughputs (:mod:`hls_build.throughput_check`) are a
+check of the interval model, not part of the fit.
 """
 
 from __future__ import annotations
