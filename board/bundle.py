@@ -68,6 +68,7 @@ class Manifest:
         classes: class names in output order.
         created_utc: ISO time of the build.
         files: sha256 of every file in the bundle except the manifest, keyed by bundle-relative POSIX path.
+        build: how the bundle was made: the build's steps and each one's wall time in seconds (``steps``).
         schema_version: manifest schema version.
     """
 
@@ -91,6 +92,7 @@ class Manifest:
     classes: list[str] = field(default_factory=list)
     created_utc: str = ""
     files: dict[str, str] = field(default_factory=dict)
+    build: dict[str, Any] = field(default_factory=dict)
     schema_version: int = SCHEMA_VERSION
 
     @property

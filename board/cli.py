@@ -47,6 +47,7 @@ def run(
     *,
     level: int = logging.INFO,
     interrupted_note: str = "",
+    error_note: str = "",
     value_errors_are_input: bool = False,
 ) -> int:
     """Run one CLI command and map its outcome to an exit code.
@@ -55,6 +56,7 @@ def run(
         work: the command; returns an exit code (``None`` means 0).
         level: log level of the project's loggers.
         interrupted_note: said after ``interrupted`` on Ctrl-C (e.g. what was kept).
+        error_note: said after the error's message (e.g. what was left unchanged).
         value_errors_are_input: also report ``ValueError``/``FileNotFoundError`` as bad input (for commands whose
             library code raises them on malformed user files).
 
@@ -68,7 +70,7 @@ def run(
     try:
         code = work()
     except expected as exc:
-        print(f"error: {exc}", file=sys.stderr)
+        print(f"error: {exc}" + (f" {error_note}" if error_note else ""), file=sys.stderr)
         return getattr(exc, "exit_code", EXIT_BAD_INPUT)
     except KeyboardInterrupt:
         print("interrupted" + (f"; {interrupted_note}" if interrupted_note else ""), file=sys.stderr)

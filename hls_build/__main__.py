@@ -9,18 +9,36 @@ And the Vivado flow: ``python -m hls_build bitstream --bundle overlays/<board>/<
 from __future__ import annotations
 
 import argparse
-import logging
 import sys
 from pathlib import Path
 
-from board.errors import BoardError
+from board.cli import run
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Entry point; returns the process exit code."""
+    """Entry point; returns the process exit code (0 ok, 1 a check failed, 2 bad input, 130 interrupted)."""
+    args = build_parser().parse_args(argv)
+    notes = {
+        "bundle": "the previous bundle (if any) is untouched",
+        "import": f"{getattr(args, 'out', '')} is untouched",
+        "bitstream": "the bundle is unchanged",
+        "compression-report": "hardware.md/json are written only at the end",
+    }
+    return run(
+        lambda: args.func(args),
+        interrupted_note=notes.get(args.command, ""),
+        error_note=f"The bundle {args.bundle} is unchanged." if args.command == "bitstream" else "",
+        # These commands read user files (a plan, a manifest) whose parsers raise ValueError/FileNotFoundError.
+        value_errors_are_input=args.command in ("bundle", "bitstream", "estimate", "plan"),
+    )
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The command line: one subparser per command, each with its handler in ``func``."""
     parser = argparse.ArgumentParser(prog="python -m hls_build", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
     b = sub.add_parser("bundle", help="convert a trained model with hls4ml and write its overlay bundle")
+    b.set_defaults(func=_bundle)
     b.add_argument("--model-dir", required=True, help="training output folder (model.h5, config.json)")
     b.add_argument("--board", default="pynq-z2")
     b.add_argument("--overlays", default="overlays", help="root of the overlay tree")
@@ -33,6 +51,14 @@ def main(argv: list[str] | None = None) -> int:
     b.add_argument(
         "--plan", default=None, help="per-layer ReuseFactor/Strategy from `plan --json FILE` (its layer_config)"
     )
+    b.add_argument(
+        "--from-step",
+        default=None,
+        metavar="STEP",
+        help="resume at this step, with the earlier steps' outputs on disk from a previous build (--work-dir, the "
+        "bundle): fold, derive_types, convert, fuse, firmware_graph, compile, gate, estimate, keras_reference, "
+        "onnx_export, manifest (hls_build.build.STEPS)",
+    )
     im = sub.add_parser(
         "import",
         help="bring your own model: quantize a float Keras CNN (.h5/.keras) after training, for `bundle`",
@@ -40,6 +66,7 @@ def main(argv: list[str] | None = None) -> int:
         "per-layer formats from weight ranges and from activation ranges on training images (hls_build/ptq.py). "
         "Writes a folder that `bundle --model-dir` takes, with ptq_report.json (formats, top-1 before and after).",
     )
+    im.set_defaults(func=_import)
     im.add_argument("--model", required=True, help="the float Keras model file (.h5 or .keras)")
     im.add_argument("--out", required=True, help="folder to write (replaced if it exists)")
     im.add_argument("--input-scale", type=float, default=255.0, choices=(255.0, 256.0),
@@ -54,88 +81,64 @@ def main(argv: list[str] | None = None) -> int:
         "compression-report",
         help="what a Deep-Compression run saves in the hls4ml design: hardware.md/json into its folder",
     )
+    cr.set_defaults(func=_compression_report)
     cr.add_argument("--compressed", required=True, help="the run's folder (python -m training compress --out)")
     cr.add_argument("--model-dir", help="the trained model it compressed (default: its config.json's source)")
     cr.add_argument("--reuse-factor", type=int, help="ReuseFactor requested (default: the run's, else 64)")
-    args = parser.parse_args(argv)
-    # Our progress at INFO; other libraries (QKeras, tf2onnx) only when they warn.
-    logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(name)s: %(message)s", datefmt="%H:%M:%S")
-    logging.getLogger("hls_build").setLevel(logging.INFO)
-    if args.command == "bitstream":
-        return _bitstream(args)
-    if args.command in ("estimate", "plan", "calibrate"):
-        return _estimate_commands(args)
-    if args.command == "import":
-        return _import(args)
-    if args.command == "compression-report":
-        from board.cli import run
-        from hls_build.compression_report import run_cli
+    return parser
 
-        return run(lambda: run_cli(args), interrupted_note="hardware.md/json are written only at the end")
 
-    from hls_build.boards import BOARDS
-    from hls_build.build import BuildError, BuildOptions, build_bundle
-    from hls_build.config import HlsSettings
-    from hls_build.csim import CSimBuildError
-    from hls_build.fold import FoldError
-    from hls_build.precision import PrecisionError
+def _compression_report(args: argparse.Namespace) -> int:
+    from hls_build.compression_report import run_cli
 
-    if args.board not in BOARDS:
-        print(f"error: unknown board {args.board!r}; this build supports: {', '.join(BOARDS)}", file=sys.stderr)
-        return 2
+    return run_cli(args)
+
+
+def _read_plan(path: str, board: str) -> tuple[dict, dict]:
+    """The ``layer_config`` and FIFO depths of a ``plan --json`` file made for ``board``."""
+    import json
+
+    from hls_build.build import BuildError
+
     try:
-        layer_config, fifo_depths = {}, {}
-        if args.plan:
-            import json
+        plan = json.loads(Path(path).read_text())
+        layer_config, fifo_depths = plan["layer_config"], plan.get("fifo_depths_by_output", {})
+    except (OSError, KeyError, TypeError, ValueError) as exc:
+        raise BuildError(f"--plan {path}: not a plan with a layer_config ({exc})") from exc
+    if plan.get("board") not in (None, board):
+        raise BuildError(f"--plan {path}: the plan is for {plan['board']}, not {board}")
+    return layer_config, fifo_depths
 
-            plan = json.loads(Path(args.plan).read_text())
-            layer_config, fifo_depths = plan["layer_config"], plan.get("fifo_depths_by_output", {})
-            if plan.get("board") not in (None, args.board):
-                raise ValueError(f"the plan is for {plan['board']}, not {args.board}")
-        settings = HlsSettings(
-            board=args.board,
-            reuse_factor=args.reuse_factor,
-            layer_config=layer_config,
-            fifo_depths=fifo_depths,
-            fuse_relu=not args.no_fuse_relu,
-        )
-        options = BuildOptions(
-            settings=settings,
-            gate_images=args.gate_images,
-            csim_images=args.csim_images,
-            min_agreement=args.min_agreement,
-        )
-        path = build_bundle(args.model_dir, args.overlays, args.work_dir, options)
-    except (BoardError, BuildError, CSimBuildError, FileNotFoundError, PrecisionError, FoldError) as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
-    except (KeyError, ValueError) as exc:
-        print(f"error: --plan {args.plan}: not a plan with a layer_config ({exc})", file=sys.stderr)
-        return 2
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
-    except KeyboardInterrupt:
-        print("interrupted; the previous bundle (if any) is untouched", file=sys.stderr)
-        return 130
-    print(path)
+
+def _bundle(args: argparse.Namespace) -> int:
+    from hls_build.boards import board_spec
+    from hls_build.build import BuildOptions, build_bundle
+    from hls_build.config import HlsSettings
+
+    board_spec(args.board)  # UnknownBoardError names the supported boards
+    layer_config, fifo_depths = _read_plan(args.plan, args.board) if args.plan else ({}, {})
+    settings = HlsSettings(
+        board=args.board,
+        reuse_factor=args.reuse_factor,
+        layer_config=layer_config,
+        fifo_depths=fifo_depths,
+        fuse_relu=not args.no_fuse_relu,
+    )
+    options = BuildOptions(
+        settings=settings, gate_images=args.gate_images, csim_images=args.csim_images, min_agreement=args.min_agreement
+    )
+    print(build_bundle(args.model_dir, args.overlays, args.work_dir, options, from_step=args.from_step))
     return 0
 
 
 def _import(args: argparse.Namespace) -> int:
-    from hls_build.ptq import ByoModelError, describe, import_float_model
+    from hls_build.ptq import describe, import_float_model
 
-    try:
-        report = import_float_model(
-            args.model, args.out, input_scale=args.input_scale, weight_bits=args.weight_bits,
-            activation_bits=args.activation_bits, calibration_images=args.calibration_images,
-            test_images=args.test_images,
-        )  # fmt: skip
-    except (ByoModelError, BoardError) as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
-    except KeyboardInterrupt:
-        print(f"interrupted; {args.out} is untouched", file=sys.stderr)
-        return 130
+    report = import_float_model(
+        args.model, args.out, input_scale=args.input_scale, weight_bits=args.weight_bits,
+        activation_bits=args.activation_bits, calibration_images=args.calibration_images,
+        test_images=args.test_images,
+    )  # fmt: skip
     print(describe(report))
     print(f"next: python -m hls_build bundle --model-dir {args.out}")
     return 0
@@ -150,6 +153,7 @@ def _add_bitstream_parser(sub: argparse._SubParsersAction) -> None:
         "measured resources to the bundle. Needs the Xilinx tools on PATH (exit code 2 without them). Exit codes: "
         "0 done, 1 a tool failed or the result is unusable (the bundle is unchanged), 2 bad input or missing tools.",
     )
+    v.set_defaults(func=_bitstream)
     v.add_argument("--bundle", required=True, help="overlay bundle folder, e.g. overlays/pynq-z2/resnet8_q8_3")
     v.add_argument("--work-dir", default="build/vivado", help="work folders go to <work-dir>/<board>/<model_id>/")
     v.add_argument("--jobs", type=int, default=2, help="parallel Vivado jobs and thread limit (default 2)")
@@ -169,8 +173,7 @@ def _add_bitstream_parser(sub: argparse._SubParsersAction) -> None:
 
 
 def _bitstream(args: argparse.Namespace) -> int:
-    from board.errors import ToolMissingError
-    from hls_build.vivado import BitstreamOptions, VivadoFlowError, build_bitstream
+    from hls_build.vivado import BitstreamOptions, build_bitstream
 
     options = BitstreamOptions(
         work_dir=args.work_dir,
@@ -182,22 +185,7 @@ def _bitstream(args: argparse.Namespace) -> int:
         verbose=args.verbose,
         timeout_s=None if args.timeout_min is None else 60.0 * args.timeout_min,
     )
-    try:
-        path = build_bitstream(args.bundle, options)
-    except ToolMissingError as exc:
-        print(f"error: {exc} The bundle {args.bundle} is unchanged. (--scripts-only writes the scripts without "
-              "running them.)", file=sys.stderr)  # fmt: skip
-        return 2
-    except VivadoFlowError as exc:
-        print(f"error: {exc}\nThe bundle {args.bundle} is unchanged.", file=sys.stderr)
-        return 1
-    except (BoardError, ValueError) as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
-    except KeyboardInterrupt:
-        print("interrupted; the bundle is unchanged", file=sys.stderr)
-        return 130
-    print(path)
+    print(build_bitstream(args.bundle, options))
     return 0
 
 
@@ -246,6 +234,7 @@ def _add_estimate_parsers(sub: argparse._SubParsersAction) -> None:
         "Utilization %) of a converted model or an existing bundle, with the interval, latency and images/s.",
         epilog=epilog,
     )
+    e.set_defaults(func=_estimate_commands)
     source_args(e, bundle=True)
     pl = sub.add_parser(
         "plan",
@@ -254,6 +243,7 @@ def _add_estimate_parsers(sub: argparse._SubParsersAction) -> None:
         "--margin headroom on every resource while maximizing modeled throughput.",
         epilog=epilog,
     )
+    pl.set_defaults(func=_estimate_commands)
     source_args(pl, bundle=False)
     pl.add_argument("--margin", type=float, default=0.1, help="headroom kept on every resource (default 0.1)")
     c = sub.add_parser(
@@ -262,6 +252,7 @@ def _add_estimate_parsers(sub: argparse._SubParsersAction) -> None:
         "leave-one-out errors (no hls4ml needed)",
         epilog=epilog,
     )
+    c.set_defaults(func=_estimate_commands)
     c.add_argument("--write", action="store_true", help="write the fit to hls_build/calibration_fit.json")
     c.add_argument("--json", default=None, help="also write the whole result as JSON to this file")
     c.add_argument("--rebuild", default=None, help="first rewrite a 'rebuilt' design's firmware (needs hls4ml)")
@@ -270,54 +261,46 @@ def _add_estimate_parsers(sub: argparse._SubParsersAction) -> None:
 def _estimate_commands(args: argparse.Namespace) -> int:
     import json
     import tempfile
-    from pathlib import Path
 
     from hls_build import estimate as est_mod
 
     if args.command == "calibrate" or getattr(args, "hls_project", None):
-        from board.cli import run
         from hls_build import calibration_fit
 
         if args.command == "calibrate":
-            return run(lambda: calibration_fit.run_calibrate_cli(args.json, args.write, args.rebuild))
-        return run(lambda: calibration_fit.run_estimate_cli(args.hls_project, args.part, args.hls_tool, args.json))
+            return calibration_fit.run_calibrate_cli(args.json, args.write, args.rebuild)
+        return calibration_fit.run_estimate_cli(args.hls_project, args.part, args.hls_tool, args.json)
     from hls_build.boards import board_spec
 
-    try:
-        if args.board is not None and not (args.board == "all" and args.command == "estimate"):
-            board_spec(args.board)
-        if getattr(args, "bundle", None):
-            graph = est_mod.graph_from_bundle(args.bundle, hls_tool=args.hls_tool or "vitis")
-            board = args.board or json.loads((Path(args.bundle) / "manifest.json").read_text()).get("board")
-            return _print_estimate(args, graph, board or "pynq-z2")
-        board = args.board or "pynq-z2"
-        from hls_build.config import HlsSettings
+    if args.board is not None and not (args.board == "all" and args.command == "estimate"):
+        board_spec(args.board)
+    if getattr(args, "bundle", None):
+        graph = est_mod.graph_from_bundle(args.bundle, hls_tool=args.hls_tool or "vitis")
+        board = args.board or json.loads((Path(args.bundle) / "manifest.json").read_text()).get("board")
+        return _print_estimate(args, graph, board or "pynq-z2")
+    board = args.board or "pynq-z2"
+    from hls_build.config import HlsSettings
 
-        settings = HlsSettings(
-            board="pynq-z2" if board == "all" else board,
-            reuse_factor=args.reuse_factor,
-            strategy=args.strategy,
-            clock_mhz=args.clock_mhz or 100.0,
-            fuse_relu=not args.no_fuse_relu,
+    settings = HlsSettings(
+        board="pynq-z2" if board == "all" else board,
+        reuse_factor=args.reuse_factor,
+        strategy=args.strategy,
+        clock_mhz=args.clock_mhz or 100.0,
+        fuse_relu=not args.no_fuse_relu,
+    )
+    with tempfile.TemporaryDirectory(dir=args.work_dir) as tmp:
+        model = _load_model_for_estimate(args)
+        hls_model = est_mod.convert_keras_model(model, settings, args.work_dir or tmp)
+        graph = est_mod.graph_from_hls_model(
+            hls_model, clock_mhz=settings.clock_mhz, hls_tool=args.hls_tool or "vitis", write=False
         )
-        with tempfile.TemporaryDirectory(dir=args.work_dir) as tmp:
-            model = _load_model_for_estimate(args)
-            hls_model = est_mod.convert_keras_model(model, settings, args.work_dir or tmp)
-            graph = est_mod.graph_from_hls_model(
-                hls_model, clock_mhz=settings.clock_mhz, hls_tool=args.hls_tool or "vitis", write=False
-            )
-        if args.command == "estimate":
-            return _print_estimate(args, graph, board)
-        return _print_plan(args, graph, board)
-    except (BoardError, est_mod.EstimateError, FileNotFoundError, ValueError) as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
+    if args.command == "estimate":
+        return _print_estimate(args, graph, board)
+    return _print_plan(args, graph, board)
 
 
 def _load_model_for_estimate(args: argparse.Namespace):
     if args.model_dir:
-        from pathlib import Path
-
         from training.train import load_trained_model
 
         path = Path(args.model_dir) / "model.h5"

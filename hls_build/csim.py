@@ -22,7 +22,7 @@ from pathlib import Path
 import numpy as np
 
 from board.csim_bridge import CSimBridge
-from board.errors import ToolMissingError
+from board.errors import ProjectError, ToolMissingError
 
 #: Forced-include header: declares the run-time weights folder before hls4ml's nnet_helpers.h uses WEIGHTS_DIR.
 _WEIGHTS_DIR_HEADER = """\
@@ -52,7 +52,7 @@ const char *hls4ml_csim_weights_dir() {
 """
 
 
-class CSimBuildError(RuntimeError):
+class CSimBuildError(ProjectError, RuntimeError):
     """g++ failed on the generated HLS sources (the message holds the compiler's first errors)."""
 
 

@@ -33,6 +33,8 @@ from typing import Any
 
 import numpy as np
 
+from board.errors import ProjectError
+
 __all__ = [
     "GRAPH_FILE",
     "GRAPH_FORMAT",
@@ -56,7 +58,7 @@ WEIGHTS_FILE = "weights.npz"
 _MAX_WEIGHT_WIDTH = 62
 
 
-class FirmwareGraphError(RuntimeError):
+class FirmwareGraphError(ProjectError, RuntimeError):
     """The hls4ml model and the generated C++ disagree, or the model holds a type the export cannot represent."""
 
 
@@ -734,6 +736,23 @@ def write_firmware_graph(hls_model: Any, out_dir: str | Path) -> dict[str, str]:
 _FIRMWARE_FILES = ("firmware/defines.h", "firmware/parameters.h", "firmware/{p}.cpp", "firmware/{p}_axi.h")
 
 
+def differing_firmware_files(ours: str | Path, theirs: str | Path, project: str = "myproject") -> list[str]:
+    """The generated files (types, layer configs, top function, every weight file) that differ between two projects.
+
+    Args:
+        ours: a freshly written hls4ml project.
+        theirs: the project it should reproduce.
+        project: the hls4ml project name.
+
+    Returns:
+        Project-relative paths of the files that differ or are missing in ``theirs`` (empty: the same firmware).
+    """
+    ours, theirs = Path(ours), Path(theirs)
+    names = [f.format(p=project) for f in _FIRMWARE_FILES]
+    names += sorted(p.relative_to(ours).as_posix() for p in (ours / "firmware" / "weights").glob("*.txt"))
+    return [n for n in names if not (theirs / n).is_file() or (theirs / n).read_bytes() != (ours / n).read_bytes()]
+
+
 def graph_for_bundle(bundle_dir: str | Path, out_dir: str | Path, work_dir: str | Path | None = None) -> dict[str, str]:
     """Write the firmware graph of a bundle built before bundles carried one, without touching the bundle.
 
@@ -787,15 +806,7 @@ def graph_for_bundle(bundle_dir: str | Path, out_dir: str | Path, work_dir: str 
         )
         write_project(hls_model)
         fix_generated_sources(project_dir, project)
-        theirs = bundle.path(hls.get("project_dir", "hls"))
-        names = [f.format(p=project) for f in _FIRMWARE_FILES]
-        weights = (project_dir / "firmware" / "weights").glob("*.txt")
-        names += sorted(p.relative_to(project_dir).as_posix() for p in weights)
-        differ = [
-            n
-            for n in names
-            if not (theirs / n).is_file() or (theirs / n).read_bytes() != (project_dir / n).read_bytes()
-        ]
+        differ = differing_firmware_files(project_dir, bundle.path(hls.get("project_dir", "hls")), project)
         if differ:
             raise FirmwareGraphError(
                 f"{bundle.root}: converting its model.h5 again gives different firmware ({', '.join(differ[:5])}); "

@@ -26,6 +26,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from board.errors import ProjectError
 from board.fixed_point import FixedPoint
 from hls_build.fold import _inbound_layers, quantizer_format
 from training.data import INPUT_FIXED_POINT
@@ -35,7 +36,7 @@ from training.keras_compat import keras
 MAX_BITS = 32
 
 
-class PrecisionError(ValueError):
+class PrecisionError(ProjectError, ValueError):
     """A layer whose exact type cannot be derived (a float weight, an unsupported layer on a fixed-point path)."""
 
 

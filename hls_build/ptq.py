@@ -30,6 +30,7 @@ from typing import Any
 
 import numpy as np
 
+from board.errors import ProjectError
 from hls_build.fold import (
     _inbound_layers,
     _quantize,
@@ -48,7 +49,7 @@ SUPPORTED = (
 _PASS_THROUGH = ("Dropout",)
 
 
-class ByoModelError(ValueError):
+class ByoModelError(ProjectError, ValueError):
     """A model this import cannot take: not float Keras, not 32x32x3, or a layer the overlay does not support."""
 
 

@@ -30,10 +30,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from board.errors import ProjectError
 from hls_build.boards import RESOURCE_NAMES
 
 
-class ReportError(ValueError):
+class ReportError(ProjectError, ValueError):
     """A report is missing, unreadable or not in the expected format."""
 
 

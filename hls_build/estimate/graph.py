@@ -12,10 +12,11 @@ from typing import Any
 
 import numpy as np
 
+from board.errors import ProjectError
 from hls_build.firmware_graph import FirmwareGraphError, parse_cpp_type
 
 
-class EstimateError(ValueError):
+class EstimateError(ProjectError, ValueError):
     """The firmware could not be read, or a layer or setting cannot be estimated."""
 
 

@@ -15,7 +15,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from board.errors import BoardError, ToolMissingError
+from board.errors import CheckFailedError, ToolMissingError
 
 log = logging.getLogger(__name__)
 
@@ -30,8 +30,8 @@ _TOOL_HELP = (
 )
 
 
-class VivadoFlowError(BoardError):
-    """HLS or Vivado ran and failed, or produced something unusable; the message holds the log's tail."""
+class VivadoFlowError(CheckFailedError):
+    """HLS or Vivado ran and failed, or produced something unusable; the message holds the log's tail (exit 1)."""
 
 
 # --- tools ----------------------------------------------------------------------------------------------------------
@@ -91,7 +91,8 @@ def find_tools(hls_tool: str = "auto") -> XilinxTools:
         missing.append("vivado")
     if missing:
         raise ToolMissingError(
-            f"the Vivado flow needs Xilinx tools on PATH and did not find {' and '.join(missing)}. {_TOOL_HELP}"
+            f"the Vivado flow needs Xilinx tools on PATH and did not find {' and '.join(missing)}. {_TOOL_HELP} "
+            "(`bitstream --scripts-only` writes the scripts without running them.)"
         )
     assert hls is not None and vivado is not None
     return XilinxTools(hls_name=hls[0], hls_path=str(hls[1]), hls_flavor=hls[2], vivado_path=vivado)

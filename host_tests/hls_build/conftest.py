@@ -32,7 +32,13 @@ def trained_model_dir(tmp_path_factory, cifar10_dir, test_split):
 
 
 @pytest.fixture(scope="session")
-def bundle_dir(trained_model_dir, test_overlays, tmp_path_factory, test_split):
+def bundle_work_dir(tmp_path_factory):
+    """The work folder of the session's bundle build (its steps' state: ``<work>/<model_id>/steps``)."""
+    return tmp_path_factory.mktemp("work")
+
+
+@pytest.fixture(scope="session")
+def bundle_dir(trained_model_dir, test_overlays, bundle_work_dir, test_split):
     from hls_build.build import BuildOptions, build_bundle
     from hls_build.config import HlsSettings
 
@@ -45,4 +51,4 @@ def bundle_dir(trained_model_dir, test_overlays, tmp_path_factory, test_split):
     options = BuildOptions(
         settings=settings, gate_images=300, csim_images=60, min_agreement=0.98, keras_prediction_images=1000
     )
-    return build_bundle(trained_model_dir, test_overlays, tmp_path_factory.mktemp("work"), options, test_split)
+    return build_bundle(trained_model_dir, test_overlays, bundle_work_dir, options, test_split)

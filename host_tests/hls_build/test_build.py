@@ -161,3 +161,91 @@ def test_gate_catches_a_mis_sized_accumulator_and_names_its_layer(bundle_dir, tr
         options = BuildOptions(settings=settings, gate_images=100, csim_images=5, keras_prediction_images=10)
         build_bundle(trained_model_dir, bundle_dir.parent.parent, tmp_path, options, test_split)
     assert (bundle_dir / "manifest.json").read_text() == before
+
+
+# --- the build as named steps -----------------------------------------------------------------------------------
+
+
+def test_the_build_steps_run_in_order_and_each_input_comes_from_an_earlier_step():
+    from hls_build.build import STEP_NAMES, STEPS
+
+    assert STEP_NAMES == ("fold", "derive_types", "convert", "fuse", "firmware_graph", "compile", "gate", "estimate",
+                          "keras_reference", "onnx_export", "manifest")  # fmt: skip
+    written: set[str] = set()
+    for step in STEPS:
+        assert set(step.inputs) <= written, (step.name, set(step.inputs) - written)
+        written |= set(step.outputs)
+
+
+def test_each_step_time_is_in_the_manifest(bundle_dir):
+    from hls_build.build import STEP_NAMES
+
+    build = load_bundle(bundle_dir).manifest.build
+    # Every step but the manifest's own (timed after the manifest is written: <work>/<model_id>/time_per_step.json).
+    assert [s["name"] for s in build["steps"]] == list(STEP_NAMES[:-1]) and build["resumed_from"] is None
+    assert all(s["seconds"] > 0 for s in build["steps"])
+
+
+def test_resuming_at_a_step_gives_the_same_bundle(bundle_dir, bundle_work_dir, trained_model_dir, test_split, tmp_path):
+    """From ``firmware_graph`` on: hls4ml's model converted again (checked against the bundle's), then the rest."""
+    import json
+    import shutil
+
+    before = json.loads((bundle_dir / "manifest.json").read_text())
+    overlays, work = tmp_path / "overlays", tmp_path / "work"
+    shutil.copytree(bundle_dir, overlays / "pynq-z2" / bundle_dir.name)  # no staging folder: the bundle is copied
+    shutil.copytree(bundle_work_dir, work)
+    serial = {"stem_conv": 27 * 16, "s1b1_conv1": 2 * 144, "s1b1_conv2": 144 * 16}
+    from hls_build.config import HlsSettings
+
+    settings = HlsSettings(layer_config={k: {"ReuseFactor": rf, "Strategy": "Resource"} for k, rf in serial.items()})
+    options = BuildOptions(
+        settings=settings, gate_images=300, csim_images=60, min_agreement=0.98, keras_prediction_images=1000
+    )
+    out = build_bundle(trained_model_dir, overlays, work, options, test_split, from_step="firmware_graph")
+    after = json.loads((out / "manifest.json").read_text())
+    assert after["build"]["resumed_from"] == "firmware_graph"
+    assert [s["name"] for s in after["build"]["steps"]] == [s["name"] for s in before["build"]["steps"]]
+    # The C-simulation library was compiled again, elsewhere: g++ writes the sources' absolute paths into it, so
+    # its bytes (and the hash in its name) differ. Every other file and figure is the same.
+    libs = [m.pop("csim_library") for m in (before, after)]
+    assert all(lib.startswith("hls/firmware/libmyproject_csim_") for lib in libs)
+    for m, lib in zip((before, after), libs):
+        m.pop("build"), m.pop("created_utc"), m["files"].pop(lib)
+    assert after == before
+
+
+def test_a_step_without_its_inputs_names_them_and_the_step_that_writes_them(tmp_path):
+    with pytest.raises(BuildError, match=r"step 'gate' needs .*prepared_model\.h5, which the 'fold' step writes"):
+        build_bundle(tmp_path, tmp_path / "overlays", tmp_path / "work", from_step="gate")
+    with pytest.raises(BuildError, match="unknown step 'nope'; the steps are: fold, derive_types"):
+        build_bundle(tmp_path, tmp_path / "overlays", tmp_path / "work", from_step="nope")
+
+
+def test_cli_exit_codes(bundle_dir, bundle_work_dir, trained_model_dir, tmp_path, capsys, monkeypatch):
+    """One runner (board.cli.run): 1 a failed gate, 2 bad input, 130 interrupted; one ``error:`` line each."""
+    import shutil
+
+    from hls_build.__main__ import main
+
+    overlays, work = tmp_path / "overlays", tmp_path / "work"
+    shutil.copytree(bundle_dir, overlays / "pynq-z2" / bundle_dir.name)
+    shutil.copytree(bundle_work_dir, work)
+    common = ["bundle", "--model-dir", str(trained_model_dir), "--overlays", str(overlays), "--work-dir", str(work)]
+    # No design agrees more than 100 % of the time: the resumed gate fails, a check (1), and names itself.
+    args = [*common, "--from-step", "gate", "--gate-images", "5", "--csim-images", "5", "--min-agreement", "1.001"]
+    assert main(args) == 1
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err[-1].startswith("error: the firmware agrees with the Keras model") and "below the" in err[-1]
+    assert main([*common, "--from-step", "nope"]) == 2
+    assert capsys.readouterr().err.strip().splitlines()[-1].startswith("error: unknown step 'nope'")
+    (tmp_path / "plan.json").write_text('{"board": "zcu104", "layer_config": {}}')
+    assert main([*common, "--plan", str(tmp_path / "plan.json")]) == 2
+    assert "the plan is for zcu104, not pynq-z2" in capsys.readouterr().err
+
+    def interrupted(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr("hls_build.build.build_bundle", interrupted)
+    assert main(common) == 130
+    assert capsys.readouterr().err.strip() == "interrupted; the previous bundle (if any) is untouched"
