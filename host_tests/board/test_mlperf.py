@@ -131,5 +131,17 @@ def test_cli(make_bundle, cifar10_dir, tmp_path, capsys):
     assert "MLPerf Tiny image classification" in capsys.readouterr().out
     assert json.loads((out / "mlperf.json").read_text())["performance"]["windows"][1]["test_index"] == 8959
     assert (out / "mlperf.md").read_text().startswith("# MLPerf Tiny")
-    assert main([*args, "-n", "100", "--out", str(out)]) == 2
-    assert "use -n 10000" in capsys.readouterr().err
+    assert main([*args, "-n", "100", "--mlperf-duration", "0.02", "--mlperf-windows", "1", "--out", str(out)]) == 0
+    report = json.loads((out / "mlperf.json").read_text())
+    assert report["accuracy"]["test_images"] == 100 and len(report["performance"]["windows"]) == 1
+    assert main([*args, "-n", "0", "--out", str(out)]) == 2
+    assert "-n must be >= 1" in capsys.readouterr().err
+
+
+def test_too_few_test_images_for_the_subset(make_bundle):
+    from board.errors import InputError
+
+    bundle = load_bundle(make_bundle())
+    few = np.zeros((100, 32, 32, 3), np.uint8)
+    with pytest.raises(InputError, match="only 100 test images"):
+        mlperf_benchmark(bundle, few, np.zeros(100, np.int64), accelerator=_FakeAccelerator(0.0), duration_s=0.01)
