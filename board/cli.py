@@ -57,8 +57,8 @@ def run(
         level: log level of the project's loggers.
         interrupted_note: said after ``interrupted`` on Ctrl-C (e.g. what was kept).
         error_note: said after the error's message (e.g. what was left unchanged).
-        value_errors_are_input: also report ``ValueError``/``FileNotFoundError`` as bad input (for commands whose
-            library code raises them on malformed user files).
+        value_errors_are_input: also report ``ValueError`` and ``OSError`` (a missing file, a folder that cannot
+            be written) as bad input, for commands whose library code raises them on malformed user files.
 
     Returns:
         The process exit status.
@@ -66,7 +66,7 @@ def run(
     setup_logging(level)
     expected: tuple[type[BaseException], ...] = (ProjectError,)
     if value_errors_are_input:
-        expected += (ValueError, FileNotFoundError)
+        expected += (ValueError, OSError)
     try:
         code = work()
     except expected as exc:
