@@ -145,7 +145,8 @@ def main(argv: list[str] | None = None) -> int:
         parser.error("--retries must be >= 0")
     work, interrupted_note = COMMANDS[args.command]
     # TensorFlow is imported by the commands, not here: `--help` should not wait for it. Library code raises
-    # ValueError / OSError on malformed user files or unwritable folders (a grid, a config.json), hence value_errors_are_input.
+    # ValueError / OSError on malformed user files or unwritable folders (a grid, a config.json), hence
+    # value_errors_are_input.
     return run(lambda: work(args, argv), interrupted_note=interrupted_note, value_errors_are_input=True)
 
 
