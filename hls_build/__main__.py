@@ -193,7 +193,7 @@ def _add_estimate_parsers(sub: argparse._SubParsersAction) -> None:
     """``estimate``, ``plan`` and ``calibrate``: pre-synthesis ESTIMATES (see hls_build/README.md, "Estimates")."""
     epilog = (
         "All figures are ESTIMATES made before synthesis by hls_build.estimate (calibration and typical error in "
-        "hls_build/README.md). Exit codes: 0 done (plan: it fits), 1 plan: nothing fits, 2 bad input."
+        "hls_build/README.md). Exit codes: 0 done (plan: it fits), 2 bad input (plan: nothing fits the board)."
     )
 
     def source_args(p: argparse.ArgumentParser, bundle: bool) -> None:
@@ -239,13 +239,25 @@ def _add_estimate_parsers(sub: argparse._SubParsersAction) -> None:
     pl = sub.add_parser(
         "plan",
         help="choose per-layer ReuseFactor, strategy and FIFO depths that fit a board by the ESTIMATE",
-        description="Search per-layer ReuseFactor/Strategy and FIFO depths so that the ESTIMATE fits the board with "
-        "--margin headroom on every resource while maximizing modeled throughput.",
+        description="Search per-layer ReuseFactor/Strategy, multiplier binding (DSP48 or LUT fabric) and FIFO depths "
+        "that maximize modeled throughput while the ESTIMATE of every resource stays within its cap: by default the "
+        "calibration's measured error band per resource plus the board wrapper (hls_build/calibration_fit.json), "
+        "or --margin on every resource. Names the resource that binds; a plan that cannot fit exits 2.",
         epilog=epilog,
     )
     pl.set_defaults(func=_estimate_commands)
     source_args(pl, bundle=False)
-    pl.add_argument("--margin", type=float, default=0.1, help="headroom kept on every resource (default 0.1)")
+    pl.add_argument(
+        "--margin",
+        type=float,
+        default=None,
+        help="the same headroom on every resource, e.g. 0.1 (default: the calibration's measured band per resource)",
+    )
+    pl.add_argument(
+        "--no-bind-multipliers",
+        action="store_true",
+        help="leave every product's DSP48/LUT binding to the HLS tool (hls4ml's default) instead of choosing it",
+    )
     c = sub.add_parser(
         "calibrate",
         help="re-read the published designs of hls_build/calibration_designs, fit, print in-sample and "
@@ -333,13 +345,19 @@ def _print_plan(args: argparse.Namespace, graph, board: str) -> int:
     import json
 
     from hls_build.estimate import format_table
-    from hls_build.planner import plan_design
+    from hls_build.planner import PlanError, plan_design
 
-    plan = plan_design(graph, board, margin=args.margin, clock_mhz=args.clock_mhz)
+    plan = plan_design(graph, board, margin=args.margin, clock_mhz=args.clock_mhz,
+                       bind_multipliers=not args.no_bind_multipliers)  # fmt: skip
     print(format_table(plan.estimate))
     verdict = "fits" if plan.fits else "does NOT fit"
-    print(f"PLAN ({verdict} {plan.board.name} with {plan.margin:.0%} margin, ESTIMATE): "
-          f"{plan.images_per_s:.1f} images/s, latency {plan.latency_ms:.3f} ms")  # fmt: skip
+    caps = plan.margins.cap(plan.board.budget.as_dict()) if plan.margins else {}
+    print(f"PLAN ({verdict} {plan.board.name}, ESTIMATE): {plan.images_per_s:.1f} images/s, latency "
+          f"{plan.latency_ms:.3f} ms; binding resource: {plan.binding or 'none'} ({plan.limit})")  # fmt: skip
+    print(
+        f"caps ({plan.margins.source if plan.margins else ''}): "
+        + ", ".join(f"{r} {caps[r]:.0f} (used {100 * plan.cap_use[r]:.0f} %)" for r in caps if caps[r] > 0)
+    )
     print("layer_config (for build_hls_config):")
     for name, cfg in plan.layer_config.items():
         print(f"  {name}: {cfg}")
@@ -350,7 +368,9 @@ def _print_plan(args: argparse.Namespace, graph, board: str) -> int:
     if args.json:
         with open(args.json, "w") as f:
             json.dump(plan.to_dict(), f, indent=1, default=str)
-    return 0 if plan.fits else 1
+    if not plan.fits:
+        raise PlanError(f"no setting fits {plan.board.name} within the caps: {plan.limit} (ESTIMATE)")
+    return 0
 
 
 if __name__ == "__main__":

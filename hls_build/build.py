@@ -52,6 +52,7 @@ from board.cifar10 import CLASSES, Split, load_split
 from board.errors import CheckFailedError, ProjectError
 from board.fast_engine import FastEngine
 from board.fixed_point import FixedPoint
+from hls_build.bind import bind_multipliers, bindings_of
 from hls_build.boards import board_spec
 from hls_build.config import HlsSettings, convert, prepare_model
 from hls_build.csim import CSimLibrary, compile_library, fix_generated_sources
@@ -355,6 +356,7 @@ def _convert(ctx: BuildContext, hls_dir: Path):
         # How hls4ml's own FIFO-depth optimization sets a stream's depth.
         hls_model.output_vars[var].pragma = ("stream", int(depth))
     hls_model.write()  # the in-loop result conversion of fused results is the `fuse` step
+    bind_multipliers(hls_dir, bindings_of(hls_model))  # the plan's "Multiplier" per layer (hls_build.bind)
     fixes = fix_generated_sources(hls_dir, PROJECT_NAME)
     fixes += fix_generated_project(
         hls_dir, board=settings.board, model_id=ctx.model_id, input_bits=_container_bits(INPUT_FIXED_POINT),
@@ -373,7 +375,8 @@ def _step_convert(ctx: BuildContext) -> None:
     ctx.cache["hls_model"] = hls_model
     # Fused ReLUs: the convolution or Add streams the ReLU's output (what the gate compares it with).
     ctx.write_json("convert.json", {"generated_file_fixes": ctx.cache.pop("fixes"),
-                                    "fused_relus": dict(keras_outputs(hls_model))})  # fmt: skip
+                                    "fused_relus": dict(keras_outputs(hls_model)),
+                                    "multiplier_bindings": bindings_of(hls_model)})  # fmt: skip
 
 
 def _step_fuse(ctx: BuildContext) -> None:

@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from hls_build.bind import bind_multipliers, bindings_from_layer_config, bindings_of, mark_bindings
 from hls_build.fold import FoldedLayer, fold_batchnorm, needs_folding
 from hls_build.fuse import fuse_relus, keras_outputs, serialize_result_casts
 from hls_build.precision import Precisions, derive_precisions, hls_precision_entries
@@ -29,7 +30,7 @@ from training.keras_compat import keras
 log = logging.getLogger(__name__)
 
 #: Keys a plan or a user may set per layer (``HlsSettings.layer_config``).
-LAYER_CONFIG_KEYS = ("ReuseFactor", "Strategy", "Precision")
+LAYER_CONFIG_KEYS = ("ReuseFactor", "Strategy", "Precision", "Multiplier")
 
 
 @dataclass(frozen=True)
@@ -45,6 +46,7 @@ class HlsSettings:
         layer_config: per-layer ``ReuseFactor`` / ``Strategy`` overrides, e.g. a fit plan's
             (``python -m hls_build plan``); they win over ``reuse_factor`` and ``strategy``. A ``Precision``
             dict (e.g. ``{"accum": "ap_fixed<12,4>"}``) overrides a derived type; the build's gate judges it.
+            ``"Multiplier": "dsp"|"fabric"`` binds a conv/dense layer's products (``hls_build.bind``).
         fifo_depths: depth of the stream after each hls4ml output variable, from a fit plan; empty keeps
             hls4ml's defaults (safe, large). Planned depths are analytic: check them with C/RTL co-simulation
             before trusting a bitstream (the C-simulation cannot deadlock, so it does not test them).
@@ -137,6 +139,8 @@ def build_hls_config(model: keras.Model, settings: HlsSettings) -> dict[str, Any
                 f"layer_config[{name!r}]: only {', '.join(LAYER_CONFIG_KEYS)} can be set, got {sorted(unknown)}"
             )
         for key, value in overrides.items():
+            if key == "Multiplier":
+                continue  # not an hls4ml key: hls_build.bind applies it to the written project
             if key == "Precision":
                 # A deliberate override of a derived type (the bit-accuracy gate checks what it does).
                 layers[name].setdefault("Precision", {}).update(dict(value))
@@ -187,6 +191,7 @@ def convert(
         )
     args.update(kwargs)
     hls_model = hls4ml.converters.convert_from_keras_model(model, **args)
+    mark_bindings(hls_model, bindings_from_layer_config(settings.layer_config))
     if settings.fuse_relu:
         hand_set = [name for name, c in settings.layer_config.items() if "result" in dict(c.get("Precision", {}))]
         fuse_relus(hls_model, keep=hand_set)
@@ -196,10 +201,12 @@ def convert(
 def write_project(hls_model: Any) -> None:
     """Write the hls4ml project of a model from :func:`convert`, with hls_build's kernel change where it applies.
 
-    ``hls_model.write()``, then, when ReLUs were fused into the model, the in-loop result conversion of the fully
+    ``hls_model.write()``, the plan's multiplier bindings (``hls_build.bind``), then, when ReLUs were fused into
+    the model, the in-loop result conversion of the fully
     serial kernel (``hls_build.fuse.serialize_result_casts``). Every part of hls_build writes a project through
     here, so the estimate reads the firmware the build compiles.
     """
     hls_model.write()
+    bind_multipliers(hls_model.config.get_output_dir(), bindings_of(hls_model))
     if keras_outputs(hls_model):  # some ReLU was fused
         serialize_result_casts(hls_model.config.get_output_dir())

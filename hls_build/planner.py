@@ -33,8 +33,11 @@ import logging
 import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
+from pathlib import Path
 from typing import Any
 
+from board.errors import EXIT_BAD_INPUT, ProjectError
+from hls_build.bind import MULTIPLIER_IMPLS
 from hls_build.boards import RESOURCE_NAMES, BoardSpec, board_spec
 from hls_build.estimate import (
     Coefficients,
@@ -56,7 +59,18 @@ from hls_build.estimate import (
 
 log = logging.getLogger(__name__)
 
-__all__ = ["CHAIN_FIFO_DEPTH", "LATENCY_MAX_MULTS", "Plan", "PlanError", "plan_design", "plan_fifo_depths"]
+__all__ = [
+    "CHAIN_FIFO_DEPTH",
+    "LATENCY_MAX_MULTS",
+    "NOT_MODELED",
+    "Margins",
+    "Plan",
+    "PlanError",
+    "calibrated_margins",
+    "plan_design",
+    "plan_fifo_depths",
+    "uniform_margins",
+]
 
 #: Depth of a FIFO between two processes of a chain (no reconvergence can deadlock it): 1 is a register stage
 #: (1 FF per bit; a pixel-rate process behind it may stall every other cycle, harmless next to the RF-bound
@@ -68,12 +82,89 @@ SKIP_FIFO_SLACK = 8
 #: Latency strategy is only proposed for matrix multiplies up to this many products (hls4ml warns beyond 4096
 #: unrolled multiplications: synthesis time and routing explode).
 LATENCY_MAX_MULTS = 4096
-#: Default headroom kept free on every resource.
-DEFAULT_MARGIN = 0.10
+#: What the planner's estimate does not model (stated in every plan).
+NOT_MODELED = (
+    "two 8-bit products packed into one DSP48E2 (not emitted by hls_build.bind; one product per DSP48 is modeled)",
+    "the multiply-accumulate merged into a DSP48 (the lane adders are modeled in LUTs whatever the binding)",
+    "timing closure at the clock, routing congestion and placement (the estimate counts resources only)",
+    "the HLS tool's own binding of layers the plan leaves unbound (batch normalization: its fitted rule)",
+    "the board wrapper (PS glue, AXI DMA, interconnect) other than the one published PYNQ-Z2 figure it reserves",
+)
 
 
-class PlanError(EstimateError):
-    """No setting fits the board with the requested margin."""
+class PlanError(EstimateError, ProjectError):
+    """No setting fits the board with the margin, or the margin cannot be read (bad input: exit 2)."""
+
+    exit_code = EXIT_BAD_INPUT
+
+
+@dataclass(frozen=True)
+class Margins:
+    """Headroom per resource: the planner keeps ``estimate <= (1 - fraction[r]) * available[r] - reserved[r]``.
+
+    Attributes:
+        fraction: per resource, the share of the board kept free for the estimate's error.
+        reserved: per resource, units taken by the rest of the block design (board wrapper), 0 when not known.
+        band_pct: the calibration's error band per resource (percent) the fractions come from, or None.
+        source: where the figures come from (printed and stored with the plan).
+    """
+
+    fraction: dict[str, float]
+    reserved: dict[str, float]
+    band_pct: dict[str, float] | None
+    source: str
+
+    def cap(self, available: Mapping[str, float]) -> dict[str, float]:
+        """The most of each resource the estimate may use."""
+        return {
+            r: max(0.0, (1.0 - self.fraction.get(r, 0.0)) * available[r] - self.reserved.get(r, 0.0))
+            for r in RESOURCE_NAMES
+        }
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready description."""
+        return {
+            "fraction": {r: round(v, 4) for r, v in self.fraction.items()},
+            "reserved": self.reserved,
+            "band_pct": self.band_pct,
+            "source": self.source,
+        }
+
+
+def uniform_margins(margin: float) -> Margins:
+    """The same fraction kept free on every resource, nothing reserved (``--margin``)."""
+    if not 0.0 <= margin < 1.0:
+        raise ValueError(f"margin must be in [0, 1), got {margin}")
+    return Margins({r: float(margin) for r in RESOURCE_NAMES}, {r: 0.0 for r in RESOURCE_NAMES}, None,
+                   f"uniform {margin:.0%} on every resource (given, not measured)")  # fmt: skip
+
+
+def calibrated_margins(path: str | Path | None = None) -> Margins:
+    """Margins from the calibration's measured error band (``hls_build/calibration_fit.json``).
+
+    The rule is the calibration's own ``fits`` rule (``hls_build.calibration_fit.estimate_hls_project``): the
+    estimate plus the board wrapper, widened by the post-synthesis band (90th percentile of the leave-one-out
+    |error| per resource over the published designs), within the board: ``(est + wrapper) * (1 + band) <=
+    available``, so ``fraction = 1 - 1 / (1 + band)`` and ``reserved = wrapper``.
+
+    Raises:
+        PlanError: no committed calibration fit (run ``python -m hls_build calibrate --write``).
+    """
+    from hls_build.calibration_fit import FIT_FILE, load_fit
+
+    fit = load_fit(path)
+    if not fit or not (fit.get("post_synthesis_band_pct") or fit.get("band_pct")):
+        raise PlanError(f"no calibration band in {path or FIT_FILE}: run `python -m hls_build calibrate --write`, "
+                        "or give --margin")  # fmt: skip
+    band = {r: float(v) for r, v in (fit.get("post_synthesis_band_pct") or fit["band_pct"]).items() if v is not None}
+    wrapper = (fit.get("board_wrapper") or {}).get("resources") or {}
+    fraction = {r: (1.0 - 1.0 / (1.0 + band[r] / 100.0)) if r in band else 0.0 for r in RESOURCE_NAMES}
+    reserved = {r: float(wrapper.get(r, 0)) for r in RESOURCE_NAMES}
+    n = len(fit.get("designs", []))
+    src = (f"calibration band (post-synthesis leave-one-out p90 |error| over {n} published designs, "
+           f"{Path(path or FIT_FILE).name}) plus the board wrapper of "
+           f"{(fit.get('board_wrapper') or {}).get('design', 'none')}")  # fmt: skip
+    return Margins(fraction, reserved, band, src)
 
 
 @dataclass
@@ -82,15 +173,22 @@ class Plan:
 
     Attributes:
         board: the target board.
-        margin: headroom kept on every resource (0.1 = use at most 90 %).
+        margin: the largest headroom fraction kept on any resource (0.1 = use at most 90 %); per resource and
+            with its source in ``margins``.
         layer_config: ``{layer: {"ReuseFactor": rf, "Strategy": "Resource"|"Latency"}}`` for conv and dense
             layers, ``{"ReuseFactor": rf}`` for batch normalization.
         fifo_depths: C++ stream name -> depth.
         fifo_depths_by_output: hls4ml output-variable name -> depth (to set ``var.pragma`` before ``write()``),
             when the graph came from a ModelGraph.
         estimate: the ESTIMATE of the planned design.
-        fits: whether it fits ``(1 - margin)`` of the board.
+        fits: whether it fits the caps (``margins.cap``).
         notes: what limited the search.
+        margins: the headroom per resource and where it comes from.
+        binding: the resource that stops a faster plan (or, when nothing fits, the one most over its cap); None
+            when the fastest settings of every layer fit (the interval is then set by a process the planner cannot
+            speed up: ``limit``).
+        limit: in words, what sets the planned interval.
+        cap_use: per resource, the estimate over its cap (1.0 = at the cap).
     """
 
     board: BoardSpec
@@ -101,6 +199,10 @@ class Plan:
     estimate: Estimate
     fits: bool
     notes: list[str] = field(default_factory=list)
+    margins: Margins | None = None
+    binding: str | None = None
+    limit: str = ""
+    cap_use: dict[str, float] = field(default_factory=dict)
 
     @property
     def images_per_s(self) -> float:
@@ -124,11 +226,29 @@ class Plan:
             "interval_cycles": self.estimate.interval_cycles,
             "totals": self.estimate.totals,
             "utilization_pct": self.estimate.utilization(),
+            "margins": self.margins.to_dict() if self.margins else None,
+            "cap": ({r: round(v, 1) for r, v in self.margins.cap(self.board.budget.as_dict()).items()}
+                    if self.margins else None),
+            "cap_use": {r: round(v, 3) for r, v in self.cap_use.items()},
+            "binding_resource": self.binding,
+            "limit": self.limit,
+            "multipliers": _multiplier_summary(self.estimate),
             "layer_config": self.layer_config,
             "fifo_depths": self.fifo_depths,
             "fifo_depths_by_output": self.fifo_depths_by_output,
             "notes": self.notes,
-        }
+            "not_modeled": list(NOT_MODELED),
+        }  # fmt: skip
+
+
+def _multiplier_summary(est: Estimate) -> dict[str, int]:
+    """How many multipliers of the design are in DSP48 slices and how many in LUT fabric (ESTIMATE)."""
+    out = {"DSP48": 0, "LUT": 0}
+    for row in est.rows:
+        kind, n = row.detail.get("multiplier_kind"), row.detail.get("multipliers")
+        if kind in out and n:
+            out[kind] += int(n)
+    return out
 
 
 # ------------------------------------------------------------------------------------------------- FIFO depths
@@ -235,20 +355,27 @@ class _Candidate:
     resources: dict[str, float]
 
 
-def _candidates(layer: Layer, k: Coefficients, family: str) -> list[_Candidate]:
-    """Every setting worth considering for one tunable layer, with its cycles and resources."""
+def _candidates(layer: Layer, k: Coefficients, family: str, bind: bool = True) -> list[_Candidate]:
+    """Every setting worth considering for one tunable layer, with its cycles and resources.
+
+    With ``bind``, each conv/dense setting comes twice, its multipliers bound to DSP48 slices and to LUT fabric
+    (``"Multiplier"``, applied by :mod:`hls_build.bind`); without, the HLS tool's own binding rule.
+    """
     out: list[_Candidate] = []
     if layer.op in ("conv2d", "dense"):
         n_in, n_out = layer.mult_size  # type: ignore[misc]
         cost = conv_cost if layer.op == "conv2d" else dense_cost
-        for rf in valid_reuse_factors(n_in, n_out):
-            c = cost(layer, rf, "resource", k, family)
-            out.append(_Candidate({"ReuseFactor": rf, "Strategy": "Resource"}, c.cycles, c.resources))
+        impls: tuple[str | None, ...] = MULTIPLIER_IMPLS if bind else (None,)
+        settings = [(rf, "resource") for rf in valid_reuse_factors(n_in, n_out)]
         if n_in * n_out <= LATENCY_MAX_MULTS:
-            for rf in (1, 2, 4, 8, 16, 32, 64):
-                if rf <= n_in * n_out:
-                    c = cost(layer, rf, "latency", k, family)
-                    out.append(_Candidate({"ReuseFactor": rf, "Strategy": "Latency"}, c.cycles, c.resources))
+            settings += [(rf, "latency") for rf in (1, 2, 4, 8, 16, 32, 64) if rf <= n_in * n_out]
+        for rf, strategy in settings:
+            for impl in impls:
+                c = cost(layer, rf, strategy, k, family, impl)
+                config: dict[str, Any] = {"ReuseFactor": rf, "Strategy": strategy.capitalize()}
+                if impl is not None:
+                    config["Multiplier"] = impl
+                out.append(_Candidate(config, c.cycles, c.resources))
     elif layer.op == "batchnorm":
         n_in = layer.attrs["n_in"]
         chans = layer.attrs.get("in_elems") or layer.attrs.get("n_filt") or 1
@@ -270,60 +397,99 @@ def _weighted(resources: Mapping[str, float], weights: Mapping[str, float]) -> f
 def plan_design(
     graph: DesignGraph,
     board: str | BoardSpec,
-    margin: float = DEFAULT_MARGIN,
+    margin: float | Margins | None = None,
     coefficients: Coefficients | None = None,
     clock_mhz: float | None = None,
+    bind_multipliers: bool = True,
 ) -> Plan:
-    """Choose ReuseFactor, strategy and FIFO depths that fit ``board`` with ``margin`` headroom, fastest first.
+    """Choose ReuseFactor, strategy, multiplier binding and FIFO depths: the fastest design that fits ``board``.
 
-    The modeled throughput (clock / slowest process) is maximized subject to every resource of the ESTIMATE
-    staying within ``(1 - margin)`` of the board's.
+    The modeled throughput (clock / slowest process) is maximized over the whole budget (BRAM_18K, DSP, FF, LUT,
+    URAM) subject to every resource of the ESTIMATE staying within its cap (:class:`Margins`).
 
     Args:
         graph: the converted design.
         board: board name or spec (``UnknownBoardError`` for an unknown name).
-        margin: fraction of every resource kept free (0 <= margin < 1).
+        margin: None (default) for the calibration's measured band per resource (:func:`calibrated_margins`); a
+            number for the same fraction kept free on every resource (0 <= margin < 1); or :class:`Margins`.
         coefficients: model constants (default ``calibration.json``).
         clock_mhz: clock for rates (default the design's).
+        bind_multipliers: let the plan bind each conv/dense layer's products to DSP48 or LUT fabric (else the
+            HLS tool's rule decides, as hls4ml leaves it).
 
     Returns:
-        The :class:`Plan` (``fits`` False, with a note, when even the slowest settings do not fit).
+        The :class:`Plan` (``fits`` False, with a note and the resources over their caps, when even the slowest
+        settings do not fit).
 
     Raises:
         UnknownBoardError: unknown board name.
         ValueError: margin outside [0, 1).
+        PlanError: ``margin`` None and no calibration band is committed.
     """
     spec = board_spec(board) if isinstance(board, str) else board
-    if not 0.0 <= margin < 1.0:
-        raise ValueError(f"margin must be in [0, 1), got {margin}")
+    if isinstance(margin, Margins):
+        margins = margin
+    elif margin is None:
+        margins = calibrated_margins()
+    else:
+        margins = uniform_margins(float(margin))
     k = coefficients or load_coefficients()
     family = dsp_family(spec.part)
     fifo_depths, notes = plan_fifo_depths(graph)
     avail = spec.budget.as_dict()
-    cap = {r: (1.0 - margin) * avail[r] for r in RESOURCE_NAMES}
+    cap = margins.cap(avail)
 
     tunable = [layer for layer in graph.layers if layer.tunable]
-    cands = {layer.name: _candidates(layer, k, family) for layer in tunable}
+    cands = {layer.name: _candidates(layer, k, family, bind_multipliers) for layer in tunable}
     slowest_config = {name: dict(max(options, key=lambda c: c.cycles).config) for name, options in cands.items()}
-    fifo_depths = _balance_chain_fifos(graph, spec, slowest_config, fifo_depths, k, margin, [])
+    fifo_depths = _balance_chain_fifos(graph, spec, slowest_config, fifo_depths, k, 0.0, [])
     base = estimate_design(graph, spec, layer_config={}, fifo_depths=fifo_depths, coefficients=k, check=False)
     fixed = {r: float(base.totals[r]) for r in RESOURCE_NAMES}
     tuned_rows = {row.name: row for row in base.rows if row.name in cands}
     for row in tuned_rows.values():  # rows are already scaled by lut_scale / ff_scale
         for r in RESOURCE_NAMES:
             fixed[r] -= row.resources[r]
-    floor_cycles = max((row.cycles for row in base.rows if row.name not in cands), default=0)
+    floor_rows = [row for row in base.rows if row.name not in cands]
+    floor_cycles = max((row.cycles for row in floor_rows), default=0)
 
     def scaled(res: Mapping[str, float]) -> dict[str, float]:
         return finish_resources(dict(res), k)
 
+    def config_key(c: _Candidate) -> tuple[Any, ...]:
+        return (c.config.get("ReuseFactor"), c.config.get("Strategy"))
+
+    dsp_variant = {
+        name: {config_key(c): c for c in options if c.config.get("Multiplier") == "dsp"}
+        for name, options in cands.items()
+    }
+
+    def fill_dsp(pick: dict[str, _Candidate], total: dict[str, float], weights: Mapping[str, float]) -> None:
+        """Move layers' multipliers to DSP48 slices, most fabric saved per slice first, while the DSPs last."""
+        moves = []
+        for name, c in pick.items():
+            alt = dsp_variant[name].get(config_key(c))
+            if alt is None or alt is c:
+                continue
+            a, b = scaled(c.resources), scaled(alt.resources)
+            slices = b["DSP"] - a["DSP"]
+            saved = sum(weights[r] * (a[r] - b[r]) for r in RESOURCE_NAMES if r != "DSP")
+            if slices > 0 and saved > 0:
+                moves.append((saved / slices, name, alt, a, b))
+        for _, name, alt, a, b in sorted(moves, key=lambda m: -m[0]):
+            if total["DSP"] + b["DSP"] - a["DSP"] > cap["DSP"]:
+                continue
+            pick[name] = alt
+            for r in RESOURCE_NAMES:
+                total[r] += b[r] - a[r]
+
     def choose(target: int) -> tuple[dict[str, _Candidate], dict[str, float]] | None:
+        """The cheapest settings at most ``target`` cycles: fabric settings by weighted cost, then DSPs filled."""
         weights = {r: (1.0 / avail[r] if avail[r] else 1e9) for r in RESOURCE_NAMES}
         best: tuple[dict[str, _Candidate], dict[str, float]] | None = None
-        for _ in range(6):
+        for _ in range(8):
             pick: dict[str, _Candidate] = {}
             for name, options in cands.items():
-                ok = [c for c in options if c.cycles <= target]
+                ok = [c for c in options if c.cycles <= target and c.config.get("Multiplier") != "dsp"]
                 if not ok:
                     return None
                 pick[name] = min(ok, key=lambda c: (_weighted(scaled(c.resources), weights), c.cycles))
@@ -331,13 +497,15 @@ def plan_design(
             for c in pick.values():
                 for r, v in scaled(c.resources).items():
                     total[r] += v
+            if bind_multipliers:
+                fill_dsp(pick, total, weights)
             if best is None or _overshoot(total, cap) < _overshoot(best[1], cap):
                 best = (pick, total)
             if _overshoot(total, cap) <= 0:
                 return pick, total
-            # Re-weight: resources near or over their cap get dearer.
+            # Re-weight: resources near or over their cap get dearer, so the next pass spares them.
             weights = {
-                r: (1.0 / avail[r]) * (1.0 + 8.0 * max(0.0, total[r] / cap[r] - 0.7)) ** 2 if avail[r] else 1e9
+                r: (1.0 / cap[r]) * (1.0 + 8.0 * max(0.0, total[r] / cap[r] - 0.7)) ** 2 if cap[r] > 0 else 1e9
                 for r in RESOURCE_NAMES
             }
         return best
@@ -347,37 +515,63 @@ def plan_design(
         targets = [floor_cycles]
     lo, hi = 0, len(targets) - 1
     found: tuple[int, dict[str, _Candidate]] | None = None
+    found_i = -1
     while lo <= hi:
         mid = (lo + hi) // 2
         res = choose(targets[mid])
         if res is not None and _overshoot(res[1], cap) <= 0:
-            found = (targets[mid], res[0])
+            found, found_i = (targets[mid], res[0]), mid
             hi = mid - 1
         else:
             lo = mid + 1
     fits = found is not None
+    binding: str | None = None
+    limit = ""
     if found is None:
         slowest = choose(targets[-1])
         picks = slowest[0] if slowest else {}
+        over = _over_cap(slowest[1], cap) if slowest else {}
+        binding = max(over, key=lambda r: over[r]) if over else None
         notes.append(
-            f"even the slowest settings (interval {targets[-1]} cycles) do not fit {spec.name} with "
-            f"{margin:.0%} margin by the estimate"
+            f"even the slowest settings (interval {targets[-1]} cycles) do not fit {spec.name} within the caps "
+            f"({margins.source}); over: "
+            + ", ".join(f"{r} {100 * v:.0f} % of its cap" for r, v in sorted(over.items(), key=lambda x: -x[1]))
         )
+        limit = f"nothing fits: {binding} binds"
     else:
         picks = found[1]
+        if found_i > 0:
+            faster = choose(targets[found_i - 1])
+            if faster is None:
+                limit = f"the fastest setting of a layer ({targets[found_i]} cycles)"
+            else:
+                use = {r: faster[1][r] / cap[r] for r in RESOURCE_NAMES if cap[r] > 0}
+                over = {r: u for r, u in use.items() if u > 1.0}
+                binding = max(over or use, key=lambda r: (over or use)[r])
+                limit = (f"{binding}: the next faster interval ({targets[found_i - 1]} cycles) would need "
+                         f"{100 * use[binding]:.0f} % of its cap")  # fmt: skip
+        else:
+            slow = max(floor_rows, key=lambda row: row.cycles, default=None)
+            limit = (f"no resource: the fastest settings fit; the interval is set by {slow.name} ({slow.cycles} "
+                     "cycles), which the planner cannot speed up" if slow and slow.cycles >= targets[0]
+                     else "no resource: every layer at its fastest setting fits")  # fmt: skip
     layer_config = {name: dict(c.config) for name, c in picks.items()}
-    fifo_depths = _balance_chain_fifos(graph, spec, layer_config, fifo_depths, k, margin, notes)
+    fifo_depths = _balance_chain_fifos(graph, spec, layer_config, fifo_depths, k, 0.0, notes)
     est = estimate_design(graph, spec, layer_config=layer_config, fifo_depths=fifo_depths, coefficients=k,
                           clock_mhz=clock_mhz, check=True)  # fmt: skip
-    fits = fits and est.fits(margin)
-    if not fits and found is not None:
-        notes.append("the final estimate exceeds the margin (rounding); treat as not fitting")
+    cap_use = {r: (est.totals[r] / cap[r] if cap[r] > 0 else (0.0 if est.totals[r] == 0 else math.inf))
+               for r in RESOURCE_NAMES}  # fmt: skip
+    final_fits = all(u <= 1.0 + 1e-9 for u in cap_use.values())
+    if fits and not final_fits:
+        notes.append("the final estimate exceeds a cap (rounding); treat as not fitting")
+    fits = fits and final_fits
     by_output = {graph.keys[s]: d for s, d in fifo_depths.items() if s in graph.keys}
     log.info(
-        "plan for %s: interval %d cycles -> %.1f images/s (ESTIMATE), fits=%s", spec.name, est.interval_cycles,
-        est.images_per_s, fits,
+        "plan for %s: interval %d cycles -> %.1f images/s (ESTIMATE), fits=%s, binding %s", spec.name,
+        est.interval_cycles, est.images_per_s, fits, binding,
     )  # fmt: skip
-    return Plan(spec, margin, layer_config, fifo_depths, by_output, est, fits, notes)
+    return Plan(spec, max(margins.fraction.values()), layer_config, fifo_depths, by_output, est, fits, notes,
+                margins, binding, limit, cap_use)  # fmt: skip
 
 
 def _balance_chain_fifos(
@@ -419,6 +613,18 @@ def _balance_chain_fifos(
         notes.append(f"{moved} chain FIFOs moved from registers (depth {CHAIN_FIFO_DEPTH}) to SRLs (depth "
                      f"{SRL_CHAIN_DEPTH}) to balance FF against LUT")  # fmt: skip
     return depths
+
+
+def _over_cap(total: Mapping[str, float], cap: Mapping[str, float]) -> dict[str, float]:
+    """Resources over their caps: resource -> total / cap (inf where the cap is 0)."""
+    out = {}
+    for r in RESOURCE_NAMES:
+        if cap[r] <= 0:
+            if total[r] > 0.5:
+                out[r] = math.inf
+        elif total[r] > cap[r]:
+            out[r] = total[r] / cap[r]
+    return out
 
 
 def _overshoot(total: Mapping[str, float], cap: Mapping[str, float]) -> float:

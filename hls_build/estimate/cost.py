@@ -188,16 +188,32 @@ def uses_dsp(a_bits: int, b_bits: int, k: Coefficients) -> bool:
     return min(a_bits, b_bits) >= k.dsp_min_operand_bits
 
 
-def _mults(n: int, a_bits: int, b_bits: int, k: Coefficients, family: str, constant: bool = False) -> dict[str, float]:
+def binds_to_dsp(a_bits: int, b_bits: int, k: Coefficients, impl: str | None = None) -> bool:
+    """Whether an ``a x b`` product is in DSP48 slices.
+
+    As bound (``hls_build.bind``: ``dsp`` or ``fabric``), else by the HLS tool's own rule (:func:`uses_dsp`).
+    """
+    if impl is None:
+        return uses_dsp(a_bits, b_bits, k)
+    if impl not in ("dsp", "fabric"):
+        raise ValueError(f"multiplier binding {impl!r} is not dsp or fabric")
+    return impl == "dsp"
+
+
+def _mults(
+    n: int, a_bits: int, b_bits: int, k: Coefficients, family: str, constant: bool = False, impl: str | None = None
+) -> dict[str, float]:
     """``n`` multipliers of ``a x b`` bits.
 
     DSP48 slices (their registers are inside the slice) or fabric with a product register; a constant operand
-    halves the fabric cost.
+    halves the fabric cost. ``impl`` is a binding (``dsp``/``fabric``, :mod:`hls_build.bind`); None leaves it to
+    the HLS tool's rule. One product per DSP48: two 8-bit products packed into one DSP48E2 are not emitted by
+    ``hls_build``, so not modeled.
     """
     r = zero_resources()
     if n <= 0:
         return r
-    if uses_dsp(a_bits, b_bits, k):
+    if binds_to_dsp(a_bits, b_bits, k, impl):
         r["DSP"] = n * dsp_per_product(a_bits, b_bits, family)
     else:
         r[LUT_MAC] = n * k.lut_per_mult_bit * a_bits * b_bits * (0.5 if constant else 1.0)
@@ -212,9 +228,20 @@ def add_resources(a: dict[str, float], b: dict[str, float]) -> dict[str, float]:
 
 
 def _matmul_cost(
-    layer: Layer, n_in: int, n_out: int, rf: int, strategy: str, k: Coefficients, family: str
+    layer: Layer,
+    n_in: int,
+    n_out: int,
+    rf: int,
+    strategy: str,
+    k: Coefficients,
+    family: str,
+    multiplier: str | None = None,
 ) -> tuple[dict[str, float], int, dict[str, Any]]:
-    """A ``dense_resource`` / ``dense_latency`` kernel and its result conversion: resources, call cycles, detail."""
+    """A ``dense_resource`` / ``dense_latency`` kernel and its result conversion: resources, call cycles, detail.
+
+    ``multiplier``: the products' binding (``dsp``/``fabric``); None keeps the firmware's (``layer.detail``).
+    """
+    impl = multiplier if multiplier is not None else layer.detail.get("multiplier")
     wa = layer.types["in"].width
     ww = layer.types.get("weight", FixedType(16, 6, True)).width
     aw = layer.types.get("accum", FixedType(max(wa + ww, 16), 8, True)).width
@@ -224,7 +251,7 @@ def _matmul_cost(
     if strategy == "resource":
         rf_eff = min(rf, total)
         lanes = math.ceil(total / rf)
-        r = add_resources(r, _mults(lanes, wa, ww, k, family))
+        r = add_resources(r, _mults(lanes, wa, ww, k, family, impl=impl))
         if rf > 1:
             rom_bram = bram18_count(rf_eff, lanes * ww)
             r["BRAM_18K"] += rom_bram
@@ -240,7 +267,7 @@ def _matmul_cost(
         nonzero = total - layer.n_zeros
         lanes = max(1, math.ceil(total / rf) - layer.n_zeros // rf)
         const = rf == 1
-        r = add_resources(r, _mults(min(lanes, max(nonzero, 1)), wa, ww, k, family, constant=const))
+        r = add_resources(r, _mults(min(lanes, max(nonzero, 1)), wa, ww, k, family, constant=const, impl=impl))
         if not const:  # weights indexed by the pipelined loop: a ROM in LUTs
             r[LUT_MAC] += math.ceil(rf / 64) * lanes * ww
         r[LUT_MAC] += lanes * aw  # adder tree
@@ -248,7 +275,8 @@ def _matmul_cost(
         r[FF_MAC] += n_out * aw * math.ceil(tree_levels / 4)  # pipeline registers every few adder-tree levels
         cycles = rf + k.mac_pipeline_depth + tree_levels
         detail.update(kernel="latency", multipliers=lanes)
-    detail["multiplier_kind"] = "DSP48" if uses_dsp(wa, ww, k) else "LUT"
+    detail["multiplier_kind"] = "DSP48" if binds_to_dsp(wa, ww, k, impl) else "LUT"
+    detail["multiplier_binding"] = impl or "HLS default"
     detail["product_bits"] = [wa, ww]
     cast_lut, cast_ff = _result_cast(layer, n_in, n_out, rf, strategy)
     r[LUT_MAC] += cast_lut
@@ -257,14 +285,17 @@ def _matmul_cost(
     return r, cycles, detail
 
 
-def conv_cost(layer: Layer, rf: int, strategy: str, k: Coefficients, family: str) -> LayerCost:
+def conv_cost(
+    layer: Layer, rf: int, strategy: str, k: Coefficients, family: str, multiplier: str | None = None
+) -> LayerCost:
     """A Conv2D / PointwiseConv2D process (line buffer, window, kernel) at ReuseFactor ``rf`` and ``strategy``.
 
-    Resources are before :func:`finish_resources` (internal LUT/FF parts kept apart).
+    Resources are before :func:`finish_resources` (internal LUT/FF parts kept apart). ``multiplier`` binds the
+    products (``dsp``/``fabric``; None: the firmware's binding).
     """
     a = layer.attrs
     n_in, n_out = layer.mult_size  # type: ignore[misc]
-    r, call_cycles, detail = _matmul_cost(layer, n_in, n_out, rf, strategy, k, family)
+    r, call_cycles, detail = _matmul_cost(layer, n_in, n_out, rf, strategy, k, family, multiplier)
     wa = layer.types["in"].width
     fh, fw, c = a["filt_height"], a["filt_width"], a["n_chan"]
     in_w, in_px, out_px = a["in_width"], a["in_height"] * a["in_width"], a["out_height"] * a["out_width"]
@@ -307,10 +338,12 @@ def _result_cast(layer: Layer, n_in: int, n_out: int, rf: int, strategy: str) ->
     return lanes * one + n_out, float(n_out * out.width)
 
 
-def dense_cost(layer: Layer, rf: int, strategy: str, k: Coefficients, family: str) -> LayerCost:
+def dense_cost(
+    layer: Layer, rf: int, strategy: str, k: Coefficients, family: str, multiplier: str | None = None
+) -> LayerCost:
     """A Dense process (input vector, kernel) at ``rf`` and ``strategy``, before :func:`finish_resources`."""
     n_in, n_out = layer.mult_size  # type: ignore[misc]
-    r, call_cycles, detail = _matmul_cost(layer, n_in, n_out, rf, strategy, k, family)
+    r, call_cycles, detail = _matmul_cost(layer, n_in, n_out, rf, strategy, k, family, multiplier)
     r[FF_STORAGE] += n_in * layer.types["in"].width  # the input vector
     r["LUT"] += k.layer_control_lut
     r["FF"] += k.layer_control_ff
@@ -450,15 +483,18 @@ def _softmax_cost(layer: Layer, k: Coefficients, family: str) -> LayerCost:
     return LayerCost(layer.name, layer.op, "Softmax", r, n + 12, n + 12, {})
 
 
-def layer_cost(layer: Layer, rf: int, strategy: str | None, k: Coefficients, family: str) -> LayerCost:
-    """The cost of any dataflow process at the given setting (``strategy`` only matters for conv and dense).
+def layer_cost(
+    layer: Layer, rf: int, strategy: str | None, k: Coefficients, family: str, multiplier: str | None = None
+) -> LayerCost:
+    """The cost of any dataflow process at the given setting.
 
-    Resources are before :func:`finish_resources` (internal LUT/FF parts kept apart).
+    ``strategy`` and ``multiplier`` only matter for conv and dense. Resources are before
+    :func:`finish_resources` (internal LUT/FF parts kept apart).
     """
     if layer.op == "conv2d":
-        return conv_cost(layer, rf, strategy or "resource", k, family)
+        return conv_cost(layer, rf, strategy or "resource", k, family, multiplier)
     if layer.op == "dense":
-        return dense_cost(layer, rf, strategy or "resource", k, family)
+        return dense_cost(layer, rf, strategy or "resource", k, family, multiplier)
     if layer.op == "batchnorm":
         return batchnorm_cost(layer, rf, k, family)
     if layer.op in ("global_pool", "pool2d"):

@@ -222,6 +222,15 @@ def throughput_band(path: str | Path | None = None) -> dict[str, Any]:
     }
 
 
+def _layer_multiplier(layer: Layer, overrides: Mapping[str, Mapping[str, Any]]) -> str | None:
+    """The binding of a conv/dense layer's products: the override's ``Multiplier``, else the firmware's."""
+    o = overrides.get(layer.name) or {}
+    impl = o.get("Multiplier", layer.detail.get("multiplier"))
+    if impl is not None and impl not in ("dsp", "fabric"):
+        raise EstimateError(f"{layer.name}: Multiplier {impl!r} is not dsp or fabric")
+    return impl
+
+
 def _layer_setting(layer: Layer, overrides: Mapping[str, Mapping[str, Any]]) -> tuple[int, str | None]:
     """The (ReuseFactor, strategy) a layer is estimated with.
 
@@ -262,7 +271,8 @@ def estimate_design(
         graph: the design (:func:`graph_from_project` and friends).
         board: a board name or spec to compare with (``UnknownBoardError`` for an unknown name).
         layer_config: per-layer ``{"ReuseFactor": rf, "Strategy": "Resource"|"Latency"}`` replacing the
-            firmware's (a Resource ReuseFactor is made valid the way hls4ml does).
+            firmware's (a Resource ReuseFactor is made valid the way hls4ml does); ``"Multiplier": "dsp"|"fabric"``
+            binds a conv/dense layer's products (``hls_build.bind``).
         fifo_depths: C++ stream name -> depth, replacing the firmware's depths.
         coefficients: the model's constants (default: ``calibration.json``).
         clock_mhz: clock for times and rates (default: the design's).
@@ -282,11 +292,14 @@ def estimate_design(
     used_config: dict[str, dict[str, Any]] = {}
     for layer in graph.layers:
         rf, strategy = _layer_setting(layer, overrides)
-        row = layer_cost(layer, rf, strategy, k, family)
+        impl = _layer_multiplier(layer, overrides) if layer.op in ("conv2d", "dense") else None
+        row = layer_cost(layer, rf, strategy, k, family, impl)
         if layer.tunable:
             used_config[layer.name] = {"ReuseFactor": rf}
             if layer.op in ("conv2d", "dense"):
                 used_config[layer.name]["Strategy"] = (strategy or "resource").capitalize()
+                if impl is not None:
+                    used_config[layer.name]["Multiplier"] = impl
         rows.append(row)
     if graph.axi:
         in_s, out_s = graph.streams.get("in_local"), graph.streams.get("out_local")

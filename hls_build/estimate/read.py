@@ -15,6 +15,7 @@ from typing import Any
 
 import numpy as np
 
+from hls_build.bind import impl_of_product_class
 from hls_build.estimate.graph import DesignGraph, EstimateError, FixedType, Layer, Stream, array_type
 from hls_build.firmware_graph import read_config_structs
 from hls_build.fuse import SERIAL_CAST_MARKER
@@ -79,6 +80,17 @@ def _read_weights(weights_dir: Path, var: str) -> np.ndarray | None:
     return np.array([float(t) for t in text.split(",") if t.strip()], dtype=np.float64)
 
 
+def _product_classes(parameters_h: Path) -> dict[str, str]:
+    """Config struct name -> its ``using product = nnet::product::<class><x_T, y_T>`` class."""
+    text = parameters_h.read_text()
+    out = {}
+    for m in re.finditer(r"^struct\s+(\w+)\s*:\s*[\w:]+\s*\{(.*?)^\};", text, re.MULTILINE | re.DOTALL):
+        pm = re.search(r"using\s+product\s*=\s*nnet::product::(\w+)\s*<", m.group(2))
+        if pm:
+            out[m.group(1)] = pm.group(1)
+    return out
+
+
 def _clock_from_project(project_dir: Path) -> float | None:
     for name in ("project.tcl", "build_prj.tcl"):
         path = project_dir / name
@@ -127,6 +139,7 @@ def graph_from_project(
     for m in re.finditer(r"^\s*typedef\s+(.+?)\s+(\w+)\s*;", (fw / "defines.h").read_text(), re.MULTILINE):
         typedefs[m.group(2)] = m.group(1)
     structs = read_config_structs(fw / "parameters.h")
+    products = _product_classes(fw / "parameters.h")  # hls_build.bind: a layer's bound multipliers
     kernel_h = fw / "nnet_utils" / "nnet_dense_resource.h"
     serial_casts = kernel_h.is_file() and SERIAL_CAST_MARKER in kernel_h.read_text()
 
@@ -195,6 +208,8 @@ def graph_from_project(
             layer.reuse_factor = _int(mult.get("reuse_factor")) or layer.reuse_factor or 1
             layer.n_zeros = _int(mult.get("n_zeros")) or 0
             layer.detail["kernel"] = mult.get("kernel")
+            mult_struct = cfg.get("mult_config", "") if op == "conv2d" else (config or "")
+            layer.detail["multiplier"] = impl_of_product_class(products.get(mult_struct))
             layer.detail["serial_result_cast"] = serial_casts  # hls_build.fuse.serialize_result_casts
             if op == "conv2d" and func == "pointwise_conv_2d_cl":
                 layer.attrs.setdefault("filt_height", 1)

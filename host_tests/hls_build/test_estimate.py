@@ -277,9 +277,11 @@ def test_plan_cli(tmp_path, capsys):
                str(out_json)])  # fmt: skip
     out = capsys.readouterr().out
     assert rc == 0, out
-    assert "PLAN (fits pynq-z2 with 10% margin, ESTIMATE)" in out and "layer_config" in out
+    assert "PLAN (fits pynq-z2, ESTIMATE)" in out and "binding resource: " in out and "layer_config" in out
+    assert "caps (calibration band" in out  # the default margin is the calibration's measured band
     plan = json.loads(out_json.read_text())
     assert plan["fits"] and plan["kind"] == "estimated" and plan["layer_config"]["s1b1_conv1"]["ReuseFactor"] > 0
+    assert plan["margins"]["band_pct"] and plan["binding_resource"] in ("BRAM_18K", "DSP", "FF", "LUT")
 
 
 # ------------------------------------------------------------------------------------------------ calibration
