@@ -57,9 +57,9 @@ from numpy.lib.stride_tricks import as_strided
 
 from board.bundle import Bundle, load_bundle
 from board.errors import BundleError, InputError
-from board.fixed_point import FixedPoint
+from board.fixed_point import FixedPoint, Rounding, Saturation, cast_raw
 
-__all__ = ["DEFAULT_GRAPH", "DEFAULT_WEIGHTS", "FastEngine", "FxType", "GRAPH_FORMAT", "cast_raw"]
+__all__ = ["DEFAULT_GRAPH", "DEFAULT_WEIGHTS", "FastEngine", "GRAPH_FORMAT", "cast_raw", "type_from_json"]
 
 GRAPH_FORMAT = "hls4ml-firmware-graph"
 SUPPORTED_VERSIONS = (1,)
@@ -77,75 +77,25 @@ _SATURATIONS = ("AP_WRAP", "AP_SAT", "AP_SAT_ZERO", "AP_SAT_SYM")
 
 
 # ------------------------------------------------------------------------------------------------- fixed point
-@dataclass(frozen=True)
-class FxType:
-    """An ``ap_fixed<W,I,Q,O>`` / ``ap_ufixed`` (or ``ap_int``/``ap_uint``) type, any width up to 62 bits.
+def type_from_json(d: Mapping[str, Any], where: str) -> FixedPoint:
+    """The :class:`~board.fixed_point.FixedPoint` of a type record of the firmware graph (any width up to 62 bits).
 
-    Attributes:
-        width: W.
-        integer: I (W for integer types).
-        signed: ``ap_fixed``/``ap_int`` (True) or the unsigned variants.
-        rounding: quantization mode (``AP_TRN`` ...).
-        saturation: overflow mode (``AP_WRAP`` ...).
-        name: the C++ typedef name (for messages).
+    Raises:
+        BundleError: not a fixed-point or integer type, or a mode or width this engine does not implement.
     """
-
-    width: int
-    integer: int
-    signed: bool = True
-    rounding: str = "AP_TRN"
-    saturation: str = "AP_WRAP"
-    name: str = ""
-
-    @classmethod
-    def from_json(cls, d: Mapping[str, Any], where: str) -> FxType:
-        """Parse a type record of the firmware graph.
-
-        Raises:
-            BundleError: not a fixed-point or integer type, or a mode this engine does not implement.
-        """
-        kind = d.get("kind")
-        if kind not in ("fixed", "int"):
-            raise BundleError(f"{where}: type {d.get('cpp')!r} ({kind}) is not supported by the fast engine")
-        if int(d.get("saturation_bits", 0) or 0) != 0:
-            raise BundleError(f"{where}: {d.get('cpp')}: saturation bits are not supported by the fast engine")
-        t = cls(
-            int(d["width"]),
-            int(d["integer"]),
-            bool(d["signed"]),
-            str(d["rounding"]),
-            str(d["saturation"]),
-            str(d.get("name", "")),
-        )
-        if t.rounding not in _ROUNDINGS or t.saturation not in _SATURATIONS:
-            raise BundleError(f"{where}: {d.get('cpp')}: mode {t.rounding}/{t.saturation} is not supported")
-        if not 1 <= t.width <= _MAX_BITS:
-            raise BundleError(f"{where}: {d.get('cpp')}: width {t.width} is not supported (1..{_MAX_BITS} bits)")
-        return t
-
-    @classmethod
-    def from_fixed_point(cls, fp: FixedPoint, name: str = "") -> FxType:
-        """The same type as a :class:`board.fixed_point.FixedPoint`."""
-        return cls(fp.width, fp.integer, fp.signed, fp.rounding.value, fp.saturation.value, name)
-
-    @property
-    def frac(self) -> int:
-        """Fractional bits F = W - I (may be negative)."""
-        return self.width - self.integer
-
-    @property
-    def lo(self) -> int:
-        """Smallest raw code."""
-        return -(1 << (self.width - 1)) if self.signed else 0
-
-    @property
-    def hi(self) -> int:
-        """Largest raw code."""
-        return (1 << (self.width - 1)) - 1 if self.signed else (1 << self.width) - 1
-
-    def __str__(self) -> str:
-        kind = "ap_fixed" if self.signed else "ap_ufixed"
-        return f"{kind}<{self.width},{self.integer},{self.rounding},{self.saturation}>"
+    kind = d.get("kind")
+    if kind not in ("fixed", "int"):
+        raise BundleError(f"{where}: type {d.get('cpp')!r} ({kind}) is not supported by the fast engine")
+    if int(d.get("saturation_bits", 0) or 0) != 0:
+        raise BundleError(f"{where}: {d.get('cpp')}: saturation bits are not supported by the fast engine")
+    if d.get("rounding") not in _ROUNDINGS or d.get("saturation") not in _SATURATIONS:
+        raise BundleError(f"{where}: {d.get('cpp')}: mode {d.get('rounding')}/{d.get('saturation')} is not supported")
+    width = int(d["width"])
+    if not 1 <= width <= _MAX_BITS:
+        raise BundleError(f"{where}: {d.get('cpp')}: width {width} is not supported (1..{_MAX_BITS} bits)")
+    is_int = kind == "int"
+    integer = width if is_int else int(d["integer"])
+    return FixedPoint(width, integer, bool(d["signed"]), str(d["rounding"]), str(d["saturation"]), is_int)
 
 
 def _check_bits(lo: int, hi: int, where: str) -> None:
@@ -165,7 +115,7 @@ class _Cast:
     src_frac: int
     lo: int
     hi: int
-    t: FxType
+    t: FixedPoint
     where: str = ""
     shift: int = field(init=False)
     out_lo: int = field(init=False)
@@ -173,30 +123,30 @@ class _Cast:
     overflow: bool = field(init=False)
 
     def __post_init__(self) -> None:
-        self.shift = self.src_frac - self.t.frac
+        self.shift = self.src_frac - self.t.frac_bits
         _check_bits(self.lo, self.hi, self.where)
         if self.shift > 0:
             # Rounding moves a value by at most one LSB of the target.
-            qlo, qhi = (self.lo >> self.shift), (self.hi >> self.shift) + (self.t.rounding != "AP_TRN")
+            qlo, qhi = (self.lo >> self.shift), (self.hi >> self.shift) + (self.t.rounding is not Rounding.TRN)
         else:
             qlo, qhi = self.lo << -self.shift, self.hi << -self.shift
             _check_bits(qlo, qhi, self.where)
         t = self.t
-        self.overflow = qlo < t.lo or qhi > t.hi
+        self.overflow = qlo < t.raw_min or qhi > t.raw_max
         if not self.overflow:
             self.out_lo, self.out_hi = qlo, qhi
-        elif t.saturation == "AP_SAT":
-            self.out_lo, self.out_hi = max(qlo, t.lo), min(qhi, t.hi)
-        elif t.saturation == "AP_SAT_SYM" and t.signed:
-            self.out_lo, self.out_hi = max(qlo, -t.hi), min(qhi, t.hi)
-        elif t.saturation == "AP_SAT_ZERO":
-            self.out_lo, self.out_hi = max(min(qlo, 0), t.lo), min(max(qhi, 0), t.hi)
+        elif t.saturation is Saturation.SAT:
+            self.out_lo, self.out_hi = max(qlo, t.raw_min), min(qhi, t.raw_max)
+        elif t.saturation is Saturation.SAT_SYM and t.signed:
+            self.out_lo, self.out_hi = max(qlo, -t.raw_max), min(qhi, t.raw_max)
+        elif t.saturation is Saturation.SAT_ZERO:
+            self.out_lo, self.out_hi = max(min(qlo, 0), t.raw_min), min(max(qhi, 0), t.raw_max)
         else:
-            self.out_lo, self.out_hi = t.lo, t.hi
-        if t.saturation == "AP_SAT_SYM" and t.signed and qlo <= t.lo:
+            self.out_lo, self.out_hi = t.raw_min, t.raw_max
+        if t.saturation is Saturation.SAT_SYM and t.signed and qlo <= t.raw_min:
             # ap_fixed's AP_SAT_SYM also maps the most negative code to -max.
             self.overflow = True
-            self.out_lo = max(self.out_lo, -t.hi)
+            self.out_lo = max(self.out_lo, -t.raw_max)
 
         # int32 when every intermediate (the input, plus the rounding increment, and the shifted value) fits it.
         inc = 1 << self.shift if self.shift > 0 else 0
@@ -211,7 +161,7 @@ class _Cast:
     @property
     def zero_below(self) -> bool:
         """True when every value <= 0 becomes 0 (an unsigned saturating target): a ReLU before it changes nothing."""
-        return not self.t.signed and self.t.saturation in ("AP_SAT", "AP_SAT_ZERO", "AP_SAT_SYM") and self.overflow
+        return not self.t.signed and self.t.saturating and self.overflow
 
     def __call__(self, raw: np.ndarray, inplace: bool = False) -> np.ndarray:
         """Apply the cast to integer raw codes (``raw`` is only modified if ``inplace``; the result may be ``raw``)."""
@@ -219,79 +169,6 @@ class _Cast:
             return raw
         q = cast_raw(raw, self.src_frac, self.t, overflow=self.overflow, work=self.work, inplace=inplace)
         return q.astype(self.out_dtype, copy=False)
-
-
-def cast_raw(
-    raw: np.ndarray, src_frac: int, t: FxType, overflow: bool = True, work: Any = np.int64, inplace: bool = False
-) -> np.ndarray:
-    """Cast exact values ``raw * 2^-src_frac`` to type ``t`` as ``ap_fixed`` assignment does.
-
-    Quantization first, on the exact value (``ap_fixed_base::quantization_adjust``: the first dropped bit, whether
-    any lower bit is set, the sign and the kept LSB decide), then overflow handling of the rounded value.
-
-    Args:
-        raw: integer raw codes (not modified unless ``inplace``).
-        src_frac: fractional bits of ``raw``.
-        t: target type.
-        overflow: False when the caller knows no value can overflow (skips the check).
-        work: integer dtype to compute in; int32 only when the caller has bounded every intermediate below 2^31.
-        inplace: ``raw`` is the caller's temporary and may be overwritten.
-
-    Returns:
-        Raw codes of ``t`` (dtype ``work``, or int64 when the overflow step needs it).
-    """
-    work = np.dtype(work)
-    src = np.asarray(raw)
-    q = src.astype(work, copy=False)
-    # In place only on the caller's own temporary (never on an input another layer may still read).
-    own = inplace or q is not src
-    one = work.type(1)
-    shift = src_frac - t.frac
-    if shift > 0:
-        half = one << work.type(shift - 1)
-        mode = t.rounding
-        if mode == "AP_TRN":
-            q = np.right_shift(q, shift, out=q if own else None)
-        elif mode == "AP_RND":  # ties toward +inf
-            q = q + half if not own else np.add(q, half, out=q)
-            q >>= shift
-        elif mode == "AP_RND_MIN_INF":  # ties toward -inf
-            q = (q + (half - one)) >> shift
-        elif mode == "AP_RND_CONV":  # ties to even: the kept LSB decides a tie
-            lsb = q >> shift
-            lsb &= one
-            lsb += half - one
-            q = q + lsb if not own else np.add(q, lsb, out=q)
-            q >>= shift
-        elif mode == "AP_RND_ZERO":  # ties toward zero
-            q = (q + (half - one) + (q < 0)) >> shift
-        elif mode == "AP_RND_INF":  # ties away from zero
-            q = (q + half - (q < 0)) >> shift
-        elif mode == "AP_TRN_ZERO":  # toward zero
-            q = (q + (q < 0) * ((one << work.type(shift)) - one)) >> shift
-        else:  # pragma: no cover - FxType validates the mode
-            raise BundleError(f"unknown quantization mode {mode}")
-    elif shift < 0:
-        q = np.left_shift(q, -shift, out=q if own else None)
-    if not overflow:
-        return q
-    if q.dtype != np.int64 and (t.lo < np.iinfo(q.dtype).min or (1 << t.width) - 1 > np.iinfo(q.dtype).max):
-        q = q.astype(np.int64)  # the type's range or mask does not fit the work dtype
-    sat = t.saturation
-    if sat == "AP_WRAP":
-        mask = q.dtype.type((1 << t.width) - 1)
-        if t.signed:
-            half_range = q.dtype.type(1 << (t.width - 1))
-            q = ((q + half_range) & mask) - half_range
-        else:
-            q = q & mask
-    elif sat == "AP_SAT":
-        q = np.clip(q, t.lo, t.hi, out=q if own or q is not src else None)
-    elif sat == "AP_SAT_SYM":
-        q = np.clip(q, -t.hi if t.signed else t.lo, t.hi)
-    else:  # AP_SAT_ZERO
-        q = np.where((q < t.lo) | (q > t.hi), q.dtype.type(0), q)
-    return q
 
 
 def _fits32(*values: int) -> bool:
@@ -309,14 +186,14 @@ def _int_dtype(lo: int, hi: int) -> Any:
 class _Spec:
     """Static description of a tensor in flight: its type, shape (one image) and the range of its raw codes."""
 
-    t: FxType
+    t: FixedPoint
     shape: tuple[int, ...]
     lo: int
     hi: int
 
     @property
     def frac(self) -> int:
-        return self.t.frac
+        return self.t.frac_bits
 
 
 class _Step:
@@ -330,9 +207,9 @@ class _Step:
         raise NotImplementedError
 
 
-def _out_type(layer: Mapping[str, Any], k: int = 0) -> FxType:
+def _out_type(layer: Mapping[str, Any], k: int = 0) -> FixedPoint:
     o = layer["outputs"][k]
-    return FxType.from_json(o["type"], f"{layer['name']} output {o['name']}")
+    return type_from_json(o["type"], f"{layer['name']} output {o['name']}")
 
 
 def _out_shape(layer: Mapping[str, Any], k: int = 0) -> tuple[int, ...]:
@@ -387,9 +264,9 @@ class _MatmulStep(_Step):
         self.op = layer["op"]
         attrs = layer["attributes"]
         wi, bi = layer["weights"]["weight"], layer["weights"]["bias"]
-        w_t = FxType.from_json(wi["type"], f"{name} weight")
-        b_t = FxType.from_json(bi["type"], f"{name} bias")
-        self.accum = FxType.from_json(layer["types"]["accum"], f"{name} accum")
+        w_t = type_from_json(wi["type"], f"{name} weight")
+        b_t = type_from_json(bi["type"], f"{name} bias")
+        self.accum = type_from_json(layer["types"]["accum"], f"{name} accum")
         self.result = _out_type(layer)
         self.out_shape = _out_shape(layer)
         w = np.asarray(arrays[wi["key"]], np.int64)
@@ -423,12 +300,12 @@ class _MatmulStep(_Step):
                 raise BundleError(f"{name}: computed output {(oh, ow, f)} but the graph says {self.out_shape}")
         self.k, self.f = k, f
         # Products data * weight carry in_frac + w_frac fractional bits.
-        self.prod_frac = in_spec.frac + w_t.frac
-        self.per_product = self.prod_frac > self.accum.frac
+        self.prod_frac = in_spec.frac + w_t.frac_bits
+        self.per_product = self.prod_frac > self.accum.frac_bits
         plo, phi = _interval_mul(in_spec.lo, in_spec.hi, w)  # per product bounds, shape (k, f)
         # Bias: acc starts at (accum_t) bias.
         bias_cast = _Cast(
-            b_t.frac,
+            b_t.frac_bits,
             int(bias.min()) if bias.size else 0,
             int(bias.max()) if bias.size else 0,
             self.accum,
@@ -439,13 +316,13 @@ class _MatmulStep(_Step):
             # Each product is quantized to accum_t before the addition. Only its rounding is applied here: with
             # wraparound, wrapping each product and then the sum equals wrapping the sum once (modulo 2^W), and
             # a saturating accumulator is refused below unless nothing can overflow.
-            shift = self.prod_frac - self.accum.frac
-            rounding_only = FxType(_MAX_BITS, _MAX_BITS - self.accum.frac, True, self.accum.rounding, "AP_WRAP")
+            shift = self.prod_frac - self.accum.frac_bits
+            rounding_only = FixedPoint(_MAX_BITS, _MAX_BITS - self.accum.frac_bits, True, self.accum.rounding)
             self.product_cast = _Cast(self.prod_frac, int(plo.min()), int(phi.max()), rounding_only, f"{name} products")
             plo, phi = plo >> shift, (phi >> shift) + 1
             self.scale = 0
         else:
-            self.scale = self.accum.frac - self.prod_frac
+            self.scale = self.accum.frac_bits - self.prod_frac
             plo, phi = plo * (1 << self.scale), phi * (1 << self.scale)
         sum_lo, sum_hi = plo.sum(axis=0), phi.sum(axis=0)
         acc_lo = int((sum_lo + self.bias_q).min())
@@ -455,7 +332,7 @@ class _MatmulStep(_Step):
         # bias + sum of positive bounds]: a saturating accumulator that cannot reach its limits adds exactly.
         part_lo = int((np.minimum(plo, 0).sum(axis=0) + self.bias_q).min())
         part_hi = int((np.maximum(phi, 0).sum(axis=0) + self.bias_q).max())
-        if self.accum.saturation != "AP_WRAP" and (part_lo < self.accum.lo or part_hi > self.accum.hi):
+        if self.accum.saturating and (part_lo < self.accum.raw_min or part_hi > self.accum.raw_max):
             raise BundleError(
                 f"{name}: accumulator {self.accum} may saturate, and the result of saturating accumulation depends "
                 "on the firmware's addition order, which the fast engine does not reproduce"
@@ -463,9 +340,9 @@ class _MatmulStep(_Step):
         # The raw sum (before the accumulator's wrap) must fit the dtype it is computed in.
         self.acc_dtype = _int_dtype(min(acc_lo, int(sum_lo.min())), max(acc_hi, int(sum_hi.max())))
         self.bias_q = self.bias_q.astype(self.acc_dtype)
-        self.accum_cast = _Cast(self.accum.frac, acc_lo, acc_hi, self.accum, f"{name} accum")
+        self.accum_cast = _Cast(self.accum.frac_bits, acc_lo, acc_hi, self.accum, f"{name} accum")
         self.result_cast = _Cast(
-            self.accum.frac, self.accum_cast.out_lo, self.accum_cast.out_hi, self.result, f"{name} result"
+            self.accum.frac_bits, self.accum_cast.out_lo, self.accum_cast.out_hi, self.result, f"{name} result"
         )
         self.spec = _Spec(self.result, self.out_shape, self.result_cast.out_lo, self.result_cast.out_hi)
         # Exact BLAS when every partial sum is an integer that the float type holds exactly.
@@ -528,8 +405,8 @@ class _BatchNormStep(_Step):
         name = layer["name"]
         self.name, self.inputs, self.outputs = name, list(layer["inputs"]), [layer["outputs"][0]["name"]]
         si, bi = layer["weights"]["scale"], layer["weights"]["bias"]
-        s_t = FxType.from_json(si["type"], f"{name} scale")
-        b_t = FxType.from_json(bi["type"], f"{name} bias")
+        s_t = type_from_json(si["type"], f"{name} scale")
+        b_t = type_from_json(bi["type"], f"{name} bias")
         scale = np.asarray(arrays[si["key"]], np.int64).reshape(-1)
         bias = np.asarray(arrays[bi["key"]], np.int64).reshape(-1)
         shape = in_spec.shape
@@ -540,13 +417,13 @@ class _BatchNormStep(_Step):
             self.param_shape = shape  # n_filt == -1: one scale per element
         else:
             raise BundleError(f"{name}: {len(scale)} scales for an input of shape {shape}")
-        prod_frac = in_spec.frac + s_t.frac
-        self.frac = max(prod_frac, b_t.frac)
+        prod_frac = in_spec.frac + s_t.frac_bits
+        self.frac = max(prod_frac, b_t.frac_bits)
         self.s = (scale << (self.frac - prod_frac)).reshape(self.param_shape)
-        self.b = (bias << (self.frac - b_t.frac)).reshape(self.param_shape)
+        self.b = (bias << (self.frac - b_t.frac_bits)).reshape(self.param_shape)
         plo, phi = _interval_mul(in_spec.lo, in_spec.hi, scale.reshape(-1) << (self.frac - prod_frac))
-        lo = int((plo + (bias.reshape(-1) << (self.frac - b_t.frac))).min())
-        hi = int((phi + (bias.reshape(-1) << (self.frac - b_t.frac))).max())
+        lo = int((plo + (bias.reshape(-1) << (self.frac - b_t.frac_bits))).min())
+        hi = int((phi + (bias.reshape(-1) << (self.frac - b_t.frac_bits))).max())
         _check_bits(lo, hi, f"{name} x*scale+bias")
         self.result = _out_type(layer)
         self.cast = _Cast(self.frac, lo, hi, self.result, f"{name} result")
@@ -622,7 +499,7 @@ class _GlobalPoolStep(_Step):
         self.pool_op = attrs.get("pool_op", "Average")
         if self.pool_op not in ("Average", "Max"):
             raise BundleError(f"{name}: pooling {self.pool_op!r} is not supported")
-        self.accum = FxType.from_json(layer["types"]["accum"], f"{name} accum")
+        self.accum = type_from_json(layer["types"]["accum"], f"{name} accum")
         self.result = _out_type(layer)
         h, w, c = in_spec.shape
         self.count = h * w
@@ -633,14 +510,14 @@ class _GlobalPoolStep(_Step):
             _check_bits(slo, shi, f"{name} sum")
             # With wraparound the running sum modulo 2^W is the total modulo 2^W; other overflow modes replay the
             # additions in stream order.
-            self.sequential = self.accum.saturation != "AP_WRAP" and (slo < self.accum.lo or shi > self.accum.hi)
-            self.sum_cast = _Cast(self.accum.frac, slo, shi, self.accum, f"{name} accum")
+            self.sequential = self.accum.saturating and (slo < self.accum.raw_min or shi > self.accum.raw_max)
+            self.sum_cast = _Cast(self.accum.frac_bits, slo, shi, self.accum, f"{name} accum")
             alo, ahi = self.sum_cast.out_lo, self.sum_cast.out_hi
             # accum / (unsigned) count: integer division truncated toward zero, accum_t's fractional bits.
             qlo, qhi = _tdiv(alo, self.count), _tdiv(ahi, self.count)
-            self.out_cast = _Cast(self.accum.frac, min(qlo, 0), max(qhi, 0), self.result, f"{name} result")
+            self.out_cast = _Cast(self.accum.frac_bits, min(qlo, 0), max(qhi, 0), self.result, f"{name} result")
         else:
-            self.out_cast = _Cast(self.accum.frac, min(lo, self.accum.lo), hi, self.result, f"{name} result")
+            self.out_cast = _Cast(self.accum.frac_bits, min(lo, self.accum.raw_min), hi, self.result, f"{name} result")
         self.spec = _Spec(self.result, (c,), self.out_cast.out_lo, self.out_cast.out_hi)
 
     def __call__(self, xs: list[np.ndarray]) -> list[np.ndarray]:
@@ -649,12 +526,12 @@ class _GlobalPoolStep(_Step):
         v = self.in_cast(x.reshape(n, h * w, c))
         if self.pool_op == "Max":
             # init = numeric_limits<accum_t>::min(); "x > y ? x : y" in stream order = the maximum.
-            acc = np.maximum(v.max(axis=1).astype(np.int64), self.accum.lo)
+            acc = np.maximum(v.max(axis=1).astype(np.int64), self.accum.raw_min)
             return [self.out_cast(acc)]
         if self.sequential:
             acc = np.zeros((n, c), np.int64)
             for p in range(h * w):
-                acc = cast_raw(acc + v[:, p, :].astype(np.int64), self.accum.frac, self.accum)
+                acc = cast_raw(acc + v[:, p, :].astype(np.int64), self.accum.frac_bits, self.accum)
         else:
             acc = self.sum_cast(v.sum(axis=1, dtype=np.int64))
         q = _tdiv_array(acc.astype(np.int64), self.count)
@@ -788,8 +665,8 @@ class FastEngine:
         self.chunk = max(1, int(chunk))
         self.threads = max(1, int(threads)) if threads is not None else max(1, min(os.cpu_count() or 1, 8))
         axi = graph["axi"]
-        self.in_type = FxType.from_json(axi["in"], "AXI input")
-        self.out_type = FxType.from_json(axi["out"], "AXI output")
+        self.in_type = type_from_json(axi["in"], "AXI input")
+        self.out_type = type_from_json(axi["out"], "AXI output")
         self.n_in, self.n_out = int(axi["n_in"]), int(axi["n_out"])
         self.in_dtype = np.dtype(in_dtype) if in_dtype is not None else _container(self.in_type)
         self.out_dtype = np.dtype(out_dtype) if out_dtype is not None else _container(self.out_type)
@@ -878,7 +755,8 @@ class FastEngine:
             op, name = layer["op"], layer["name"]
             if op == "input" or name in input_names:
                 t = _out_type(layer)
-                cast = _Cast(self.in_type.frac, self.in_type.lo, self.in_type.hi, t, f"{name} (AXI input)")
+                it = self.in_type
+                cast = _Cast(it.frac_bits, it.raw_min, it.raw_max, t, f"{name} (AXI input)")
                 spec = _Spec(t, _out_shape(layer), cast.out_lo, cast.out_hi)
                 specs[layer["outputs"][0]["name"]] = spec
                 steps.append(_CastStep(name, ["__axi_in__"], [layer["outputs"][0]["name"]], [cast]))
@@ -957,7 +835,7 @@ class FastEngine:
         t = self.in_type
         q = r.astype(np.int64) & np.int64((1 << t.width) - 1)
         if t.signed:
-            q = np.where(q > t.hi, q - (1 << t.width), q)
+            q = np.where(q > t.raw_max, q - (1 << t.width), q)
         return q
 
     def _run_chunk(self, codes: np.ndarray, keep: bool) -> tuple[np.ndarray, dict[str, np.ndarray]]:
@@ -1006,8 +884,8 @@ class FastEngine:
         t = self.out_type
         q = np.asarray(raw_out).astype(np.int64) & np.int64((1 << t.width) - 1)
         if t.signed:
-            q = np.where(q > t.hi, q - (1 << t.width), q)
-        return np.ldexp(q.astype(np.float64), -t.frac)
+            q = np.where(q > t.raw_max, q - (1 << t.width), q)
+        return np.ldexp(q.astype(np.float64), -t.frac_bits)
 
     def predict(self, pixels: Any) -> np.ndarray:
         """uint8 images ``(N, 32, 32, 3)`` -> float64 logits ``(N, n_out)``, through the bundle's preprocessing.
@@ -1071,14 +949,14 @@ def _padded(shape: Sequence[int], pad: tuple[int, int, int, int]) -> tuple[int, 
     return (h + top + bottom, w + left + right, c)
 
 
-def _container(t: FxType) -> np.dtype:
+def _container(t: FixedPoint) -> np.dtype:
     for bits in (8, 16, 32, 64):
         if t.width <= bits:
             return np.dtype(f"{'int' if t.signed else 'uint'}{bits}")
     raise BundleError(f"{t}: no container for {t.width} bits")  # pragma: no cover
 
 
-def _to_container(q: np.ndarray, t: FxType, dtype: np.dtype) -> np.ndarray:
+def _to_container(q: np.ndarray, t: FixedPoint, dtype: np.dtype) -> np.ndarray:
     """Raw codes into stream words, as ``FixedPoint.encode`` stores them (low W bits in unsigned containers)."""
     if dtype.kind == "u":
         return (q & np.int64((1 << t.width) - 1)).astype(dtype)

@@ -11,21 +11,32 @@ assignment: quantization (rounding) first, then overflow handling. The defaults 
 (floor) and ``AP_WRAP`` (keep the low ``W`` bits). Every step is exact: it works on float64 values whose integer
 parts are exact and uses ``fmod``, which is exact in IEEE arithmetic, for wraparound.
 
+This is the project's one fixed-point type: the stream codec here, and the same :class:`FixedPoint` is the type
+``hls_build`` derives (``hls_build.precision``), the estimator reads from the generated C++ (``hls_build.estimate``)
+and the fast engine computes with (``board.fast_engine``, through :func:`cast_raw`, ``ap_fixed`` assignment on raw
+integer codes). A type may be up to :data:`MAX_TYPE_WIDTH` bits wide (an accumulator before it is capped); the
+float codec (:meth:`FixedPoint.encode`, :meth:`FixedPoint.decode`, :attr:`FixedPoint.container_dtype`) handles the
+stream types, up to :data:`MAX_WIDTH` bits.
+
 Pure numpy; works on numpy 1.x (the board) and 2.x (the host).
 """
 
 from __future__ import annotations
 
+import math
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from enum import Enum
+from typing import Any
 
 import numpy as np
 
-__all__ = ["FixedPoint", "Rounding", "Saturation", "parse_fixed"]
+__all__ = ["MAX_TYPE_WIDTH", "MAX_WIDTH", "FixedPoint", "Rounding", "Saturation", "cast_raw", "parse_fixed"]
 
-#: Largest width this codec handles: the widest AXI container it maps to is 32 bits.
+#: Largest width the float codec handles: the widest AXI container it maps to is 32 bits.
 MAX_WIDTH = 32
+#: Largest width of a type (``ap_fixed``'s own default limit, ``AP_INT_MAX_W``).
+MAX_TYPE_WIDTH = 1024
 
 
 class Rounding(str, Enum):
@@ -54,18 +65,26 @@ _TYPE_RE = re.compile(
         (?:,\s*(?P<q>[A-Za-z_]+)\s*)?(?:,\s*(?P<o>[A-Za-z_]+)\s*)?(?:,\s*(?P<n>-?\d+)\s*)?>\s*$""",
     re.VERBOSE,
 )
+_INT_RE = re.compile(r"^\s*(?:ap_)?(?P<kind>u?int)\s*<\s*(?P<w>-?\d+)\s*>\s*$")
+
+
+def _mode(name: str) -> str:
+    """``RND_CONV`` / ``AP_RND_CONV`` -> ``AP_RND_CONV`` (hls4ml writes both)."""
+    name = name.strip().upper()
+    return name if name.startswith("AP_") else "AP_" + name
 
 
 @dataclass(frozen=True)
 class FixedPoint:
-    """An ``ap_fixed<W,I,Q,O>`` / ``ap_ufixed<W,I,Q,O>`` type.
+    """An ``ap_fixed<W,I,Q,O>`` / ``ap_ufixed<W,I,Q,O>`` (or ``ap_int<W>`` / ``ap_uint<W>``) type.
 
     Attributes:
         width: W, total bits including the sign bit of signed types.
         integer: I, integer bits (including the sign bit of signed types); may be negative or exceed W.
         signed: True for ``ap_fixed``, False for ``ap_ufixed``.
-        rounding: quantization mode applied by :meth:`encode`.
-        saturation: overflow mode applied by :meth:`encode`.
+        rounding: quantization mode applied by :meth:`encode` and :func:`cast_raw`.
+        saturation: overflow mode applied by :meth:`encode` and :func:`cast_raw`.
+        is_int: spelled ``ap_int<W>`` / ``ap_uint<W>`` (the arithmetic of ``ap_fixed<W,W>``; I == W).
     """
 
     width: int
@@ -73,33 +92,40 @@ class FixedPoint:
     signed: bool = True
     rounding: Rounding = Rounding.TRN
     saturation: Saturation = Saturation.WRAP
+    is_int: bool = False
 
     def __post_init__(self) -> None:
         if not isinstance(self.width, int) or not isinstance(self.integer, int):
             raise ValueError(f"width and integer bits must be int, got {self.width!r}, {self.integer!r}")
-        if not 1 <= self.width <= MAX_WIDTH:
-            raise ValueError(f"{self}: width must be 1..{MAX_WIDTH} bits (the widest stream container is 32 bits)")
+        if not 1 <= self.width <= MAX_TYPE_WIDTH:
+            raise ValueError(f"{self}: width must be 1..{MAX_TYPE_WIDTH} bits")
+        if self.is_int and self.integer != self.width:
+            raise ValueError(f"an integer type has as many integer bits as bits, got {self.width}, {self.integer}")
         # Accept the enum values' strings too, so FixedPoint(8, 0, False, "AP_RND") works.
         object.__setattr__(self, "rounding", Rounding(self.rounding))
         object.__setattr__(self, "saturation", Saturation(self.saturation))
 
     @classmethod
     def parse(cls, text: str) -> FixedPoint:
-        """Parse an HLS type string.
+        """Parse an HLS type string: the project's one parser of type strings.
 
         Accepts ``ap_fixed<W,I>``, ``ap_ufixed<W,I>``, the optional quantization and overflow modes
-        (``ap_fixed<W,I,AP_RND_CONV,AP_SAT>``) and a saturation-bit count of 0, and hls4ml's ``fixed<W,I>`` /
-        ``ufixed<W,I>`` spelling.
+        (``ap_fixed<W,I,AP_RND_CONV,AP_SAT>``, also without the ``AP_`` prefix) and a saturation-bit count of 0,
+        hls4ml's ``fixed<W,I>`` / ``ufixed<W,I>`` spelling, and ``ap_int<W>`` / ``ap_uint<W>``.
 
         Raises:
             ValueError: the string is not such a type, a mode is unknown, or the type is unsupported
-                (``AP_WRAP_SM``, non-zero saturation bits, more than 32 bits).
+                (``AP_WRAP_SM``, non-zero saturation bits, more than :data:`MAX_TYPE_WIDTH` bits).
         """
+        m = _INT_RE.match(text)
+        if m:
+            width = int(m.group("w"))
+            return cls(width, width, m.group("kind") == "int", is_int=True)
         m = _TYPE_RE.match(text)
         if not m:
             raise ValueError(f"cannot parse fixed-point type {text!r}; expected e.g. 'ap_fixed<16,6>'")
-        q = (m.group("q") or Rounding.TRN.value).upper()
-        o = (m.group("o") or Saturation.WRAP.value).upper()
+        q = _mode(m.group("q") or Rounding.TRN.value)
+        o = _mode(m.group("o") or Saturation.WRAP.value)
         if m.group("n") is not None and int(m.group("n")) != 0:
             raise ValueError(f"{text!r}: saturation bits (the 5th parameter) other than 0 are not supported")
         if o == "AP_WRAP_SM":
@@ -111,7 +137,26 @@ class FixedPoint:
             raise ValueError(f"{text!r}: unknown quantization/overflow mode (known: {known})") from None
         return cls(int(m.group("w")), int(m.group("i")), m.group("kind") == "fixed", rounding, saturation)
 
+    @classmethod
+    def for_range(cls, lo: float, hi: float, frac: int) -> FixedPoint:
+        """The narrowest type with ``frac`` fractional bits that holds every value in ``[lo, hi]`` (signed: lo < 0)."""
+        signed = lo < 0
+        top = max(abs(lo), abs(hi) + 2.0**-frac)  # the largest code is hi; a signed type's range is [-2^(I-1), ..)
+        integer = max(int(math.ceil(math.log2(top))) if top > 0 else 0, 0) + int(signed)
+        if signed and -(2.0 ** (integer - 1)) > lo:
+            integer += 1
+        integer = max(integer, 1 if signed else 0, 1 - frac)  # at least one bit
+        return cls(integer + frac, integer, signed)
+
+    def capped(self, max_bits: int = MAX_WIDTH) -> tuple[FixedPoint, bool]:
+        """The type cut to ``max_bits`` (fractional bits go first) and whether it was exact (not cut)."""
+        if self.width <= max_bits:
+            return self, True
+        return replace(self, width=max_bits), False
+
     def __str__(self) -> str:
+        if self.is_int:
+            return f"ap_{'' if self.signed else 'u'}int<{self.width}>"
         base = f"ap_{'' if self.signed else 'u'}fixed<{self.width},{self.integer}"
         if self.rounding is not Rounding.TRN or self.saturation is not Saturation.WRAP:
             base += f",{self.rounding.value},{self.saturation.value}"
@@ -149,16 +194,36 @@ class FixedPoint:
         return float(np.ldexp(float(self.raw_max), -self.frac_bits))
 
     @property
+    def saturating(self) -> bool:
+        """Whether overflow saturates (anything but ``AP_WRAP``)."""
+        return self.saturation is not Saturation.WRAP
+
+    @property
+    def rounds(self) -> bool:
+        """Whether quantization rounds (anything but truncation)."""
+        return self.rounding not in (Rounding.TRN, Rounding.TRN_ZERO)
+
+    @property
     def container_dtype(self) -> np.dtype:
-        """Smallest of int8/16/32 (uint8/16/32 unsigned) that holds W bits: the byte-rounded AXI TDATA."""
+        """Smallest of int8/16/32 (uint8/16/32 unsigned) that holds W bits: the byte-rounded AXI TDATA.
+
+        Raises:
+            ValueError: the type is wider than :data:`MAX_WIDTH` bits (no stream container carries it).
+        """
+        self._check_codec()
         for bits in (8, 16, 32):
             if self.width <= bits:
                 return np.dtype(f"{'int' if self.signed else 'uint'}{bits}")
-        raise AssertionError("unreachable: width is checked in __post_init__")  # pragma: no cover
+        raise AssertionError("unreachable: the width is checked above")  # pragma: no cover
+
+    def _check_codec(self) -> None:
+        if self.width > MAX_WIDTH:
+            raise ValueError(f"{self}: the float codec handles up to {MAX_WIDTH} bits (the widest stream container)")
 
     # ---------------------------------------------------------------------------------------------------- codec
     def quantize_raw(self, values: np.ndarray | float) -> np.ndarray:
         """Raw codes of ``values`` as int64, after rounding and overflow handling (see :meth:`encode`)."""
+        self._check_codec()
         x = np.asarray(values, dtype=np.float64)
         if not np.all(np.isfinite(x)):
             raise ValueError(f"{self}: cannot encode NaN or infinite values")
@@ -234,6 +299,7 @@ class FixedPoint:
         Raises:
             ValueError: ``raw`` is not an integer array.
         """
+        self._check_codec()
         r = np.asarray(raw)
         if r.dtype.kind not in "iu":
             raise ValueError(f"{self}: raw codes must be integers, got dtype {r.dtype}")
@@ -248,6 +314,82 @@ class FixedPoint:
         with np.errstate(invalid="ignore"):
             s = np.ldexp(x, self.frac_bits)
             return np.isfinite(x) & (s == np.floor(s)) & (x >= self.min) & (x <= self.max)
+
+
+def cast_raw(
+    raw: np.ndarray, src_frac: int, t: FixedPoint, overflow: bool = True, work: Any = np.int64, inplace: bool = False
+) -> np.ndarray:
+    """Cast exact values ``raw * 2^-src_frac`` to type ``t`` as ``ap_fixed`` assignment does: the raw integer cast.
+
+    Integer arithmetic on raw codes, any width up to 62 bits (the fast engine's intermediates); the float codec
+    (:meth:`FixedPoint.encode`) does the same for real values of stream types, and the tests check they agree.
+
+    Quantization first, on the exact value (``ap_fixed_base::quantization_adjust``: the first dropped bit, whether
+    any lower bit is set, the sign and the kept LSB decide), then overflow handling of the rounded value.
+
+    Args:
+        raw: integer raw codes (not modified unless ``inplace``).
+        src_frac: fractional bits of ``raw``.
+        t: target type.
+        overflow: False when the caller knows no value can overflow (skips the check).
+        work: integer dtype to compute in; int32 only when the caller has bounded every intermediate below 2^31.
+        inplace: ``raw`` is the caller's temporary and may be overwritten.
+
+    Returns:
+        Raw codes of ``t`` (dtype ``work``, or int64 when the overflow step needs it).
+    """
+    work = np.dtype(work)
+    src = np.asarray(raw)
+    q = src.astype(work, copy=False)
+    # In place only on the caller's own temporary (never on an input another layer may still read).
+    own = inplace or q is not src
+    one = work.type(1)
+    shift = src_frac - t.frac_bits
+    if shift > 0:
+        half = one << work.type(shift - 1)
+        mode = t.rounding
+        if mode is Rounding.TRN:
+            q = np.right_shift(q, shift, out=q if own else None)
+        elif mode is Rounding.RND:  # ties toward +inf
+            q = q + half if not own else np.add(q, half, out=q)
+            q >>= shift
+        elif mode is Rounding.RND_MIN_INF:  # ties toward -inf
+            q = (q + (half - one)) >> shift
+        elif mode is Rounding.RND_CONV:  # ties to even: the kept LSB decides a tie
+            lsb = q >> shift
+            lsb &= one
+            lsb += half - one
+            q = q + lsb if not own else np.add(q, lsb, out=q)
+            q >>= shift
+        elif mode is Rounding.RND_ZERO:  # ties toward zero
+            q = (q + (half - one) + (q < 0)) >> shift
+        elif mode is Rounding.RND_INF:  # ties away from zero
+            q = (q + half - (q < 0)) >> shift
+        elif mode is Rounding.TRN_ZERO:  # toward zero
+            q = (q + (q < 0) * ((one << work.type(shift)) - one)) >> shift
+        else:  # pragma: no cover - FixedPoint validates the mode
+            raise ValueError(f"unknown quantization mode {mode}")
+    elif shift < 0:
+        q = np.left_shift(q, -shift, out=q if own else None)
+    if not overflow:
+        return q
+    if q.dtype != np.int64 and (t.raw_min < np.iinfo(q.dtype).min or (1 << t.width) - 1 > np.iinfo(q.dtype).max):
+        q = q.astype(np.int64)  # the type's range or mask does not fit the work dtype
+    sat = t.saturation
+    if sat is Saturation.WRAP:
+        mask = q.dtype.type((1 << t.width) - 1)
+        if t.signed:
+            half_range = q.dtype.type(1 << (t.width - 1))
+            q = ((q + half_range) & mask) - half_range
+        else:
+            q = q & mask
+    elif sat is Saturation.SAT:
+        q = np.clip(q, t.raw_min, t.raw_max, out=q if own or q is not src else None)
+    elif sat is Saturation.SAT_SYM:
+        q = np.clip(q, -t.raw_max if t.signed else t.raw_min, t.raw_max)
+    else:  # AP_SAT_ZERO
+        q = np.where((q < t.raw_min) | (q > t.raw_max), q.dtype.type(0), q)
+    return q
 
 
 def parse_fixed(text: str) -> FixedPoint:

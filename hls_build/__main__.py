@@ -209,6 +209,9 @@ def _add_estimate_parsers(sub: argparse._SubParsersAction) -> None:
             p.add_argument("--part", default=None, help="with --hls-project: FPGA part (default: the project's)")
         p.add_argument("--quant", default="<8,3>", help="fixed-point spec for --model (default <8,3>)")
         p.add_argument(
+            "--skips", default="all", choices=("all", "none", "short"), help="residual skips of --model (default all)"
+        )
+        p.add_argument(
             "--board", default=None, help="board to compare with (default pynq-z2, or the bundle's; estimate: 'all')"
         )
         p.add_argument("--reuse-factor", type=int, default=64, help="ReuseFactor for the conversion (default 64)")
@@ -321,7 +324,7 @@ def _load_model_for_estimate(args: argparse.Namespace):
         return load_trained_model(path)
     from training.models import create_model
 
-    return create_model(args.model, quant=args.quant)
+    return create_model(args.model, quant=args.quant, skips=args.skips)
 
 
 def _print_estimate(args: argparse.Namespace, graph, board: str) -> int:

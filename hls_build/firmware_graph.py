@@ -34,6 +34,7 @@ from typing import Any
 import numpy as np
 
 from board.errors import ProjectError
+from board.fixed_point import FixedPoint
 
 __all__ = [
     "GRAPH_FILE",
@@ -67,9 +68,6 @@ class UnsupportedLayer(FirmwareGraphError):
 
 
 # ------------------------------------------------------------------------------------------------------ types
-_CPP_TYPE_RE = re.compile(
-    r"^\s*(?:ap_)?(?P<kind>u?fixed|u?int)\s*<\s*(?P<args>[^<>]*)>\s*$",
-)
 _MODE_PREFIX = "AP_"
 
 
@@ -80,9 +78,10 @@ def _mode(name: str) -> str:
 
 
 def parse_cpp_type(text: str) -> dict[str, Any]:
-    """Parse a scalar HLS type (``ap_fixed<16,6>``, ``ap_ufixed<8,3,AP_RND_CONV,AP_SAT,0>``, ``ap_uint<1>``).
+    """The JSON record of a scalar HLS type (``ap_fixed<16,6>``, ``ap_ufixed<8,3,AP_RND_CONV,AP_SAT>``, ``ap_uint<1>``).
 
-    ``nnet::array<T, N>`` (hls4ml's packed stream element) is unwrapped to ``T``.
+    Parsed by :meth:`board.fixed_point.FixedPoint.parse`; ``nnet::array<T, N>`` (hls4ml's packed stream element) is
+    unwrapped to ``T``.
 
     Returns:
         ``{"cpp", "kind", "width", "integer", "signed", "rounding", "saturation", "saturation_bits"}``; integer
@@ -94,38 +93,20 @@ def parse_cpp_type(text: str) -> dict[str, Any]:
     s = text.strip()
     m = re.match(r"^nnet::array\s*<\s*(.*)\s*,\s*[\w\s*+]+>\s*$", s)
     if m:
-        s = m.group(1)
-    m = _CPP_TYPE_RE.match(s)
-    if not m:
-        raise FirmwareGraphError(f"cannot parse HLS type {text!r}")
-    kind = m.group("kind")
-    args = [a.strip() for a in m.group("args").split(",")]
-    signed = not kind.startswith("u")
-    if kind.endswith("int"):
-        width = int(args[0])
-        return {
-            "cpp": f"ap_{'' if signed else 'u'}int<{width}>",
-            "kind": "int",
-            "width": width,
-            "integer": width,
-            "signed": signed,
-            "rounding": "AP_TRN",
-            "saturation": "AP_WRAP",
-            "saturation_bits": 0,
-        }
-    width, integer = int(args[0]), int(args[1])
-    rounding = _mode(args[2]) if len(args) > 2 else "AP_TRN"
-    saturation = _mode(args[3]) if len(args) > 3 else "AP_WRAP"
-    sat_bits = int(args[4]) if len(args) > 4 else 0
+        s = m.group(1).strip()
+    try:
+        fp = FixedPoint.parse(s)
+    except ValueError as exc:
+        raise FirmwareGraphError(f"cannot parse HLS type {text!r}: {exc}") from exc
     return {
-        "cpp": s,
-        "kind": "fixed",
-        "width": width,
-        "integer": integer,
-        "signed": signed,
-        "rounding": rounding,
-        "saturation": saturation,
-        "saturation_bits": sat_bits,
+        "cpp": str(fp) if fp.is_int else s,
+        "kind": "int" if fp.is_int else "fixed",
+        "width": fp.width,
+        "integer": fp.integer,
+        "signed": fp.signed,
+        "rounding": fp.rounding.value,
+        "saturation": fp.saturation.value,
+        "saturation_bits": 0,
     }
 
 

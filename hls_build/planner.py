@@ -1,20 +1,32 @@
-"""A fit planner: per-layer ReuseFactor, strategy and FIFO depths so that a design fits a board by the ESTIMATE.
+"""A fit planner: per-layer ReuseFactor, strategy, multiplier binding and FIFO depths: the fastest design that fits.
 
 The planner works on the :class:`~hls_build.estimate.DesignGraph` of a converted model and re-estimates it
 analytically for every candidate (no re-conversion): :func:`plan_design` returns a :class:`Plan` whose
-``layer_config`` (``{layer: {"ReuseFactor": rf, "Strategy": "Resource"}}``) and ``fifo_depths`` (hls4ml
-output-variable name -> depth) are applied at conversion (see ``hls_build/README.md``, "Estimates").
+``layer_config`` (``{layer: {"ReuseFactor": rf, "Strategy": "Resource", "Multiplier": "dsp"}}``) and
+``fifo_depths`` (hls4ml output-variable name -> depth) are applied at conversion (``hls_build.config``; the
+binding by ``hls_build.bind``; see ``hls_build/README.md``, "Planner").
+
+Caps. Every resource (BRAM_18K, DSP, FF, LUT, URAM) of the estimate must stay within a cap. By default the cap
+comes from the calibration's measured error band (:func:`calibrated_margins`, ``hls_build/calibration_fit.json``):
+the estimate plus the published board wrapper, widened by the post-synthesis band of that resource, within the
+board, which is the rule ``hls_build.calibration_fit.estimate_hls_project`` decides "fits" with. A number
+(``margin=0.1``) keeps the same fraction free on every resource instead (not measured).
 
 Search. Throughput is set by the slowest dataflow process, so the planner looks for the smallest per-image
-interval T for which every layer can be made at least that fast and the whole design still fits
-``(1 - margin)`` of every board resource:
+interval T for which every layer can be made at least that fast and the whole design stays within the caps:
 
 * for a target T each tunable layer (conv, dense, batch normalization) takes, among its valid settings
   (hls4ml's valid ReuseFactors for Resource; Latency only for matrix multiplies of at most
   ``LATENCY_MAX_MULTS`` products, hls4ml's unrolling limit), the one whose cycles are <= T with the smallest
-  weighted resource cost; the weights are the current utilization of each resource, re-balanced a few times,
-  so that a scarce resource (BRAM on PYNQ-Z2) is spared;
+  weighted resource cost with its products in LUT fabric; the weights are the current use of each resource's
+  cap, re-balanced a few times, so that a scarce resource is spared;
+* then layers move their products to DSP48 slices (``"Multiplier": "dsp"``), the most LUT/FF saved per slice
+  first, while the DSP cap lasts (a DSP48 slice per product; conv/dense layers only);
 * T is searched over the distinct cycle counts of all candidates (binary search; cost grows as T falls).
+
+The plan names the binding resource: the one the next faster interval would overrun (or, when nothing fits,
+the one most over its cap); ``limit`` says it in words, also when no resource binds. :data:`NOT_MODELED` lists
+what the estimate does not cover.
 
 FIFO depths. A stream between two processes of a chain never deadlocks, so it gets depth
 ``CHAIN_FIFO_DEPTH`` (an SRL, no BRAM). Where a ``Clone`` feeds both inputs of a merge (a residual skip), the

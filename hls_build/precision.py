@@ -23,6 +23,7 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from typing import NamedTuple
 
 import numpy as np
 
@@ -40,39 +41,27 @@ class PrecisionError(ProjectError, ValueError):
     """A layer whose exact type cannot be derived (a float weight, an unsupported layer on a fixed-point path)."""
 
 
-@dataclass(frozen=True)
-class FxType:
-    """``ap_fixed<width, integer>`` (signed) or ``ap_ufixed`` with its value range."""
+class _Bounded(NamedTuple):
+    """A derived type and the range of values it must hold: the rule's state for one tensor."""
 
-    signed: bool
-    integer: int
-    frac: int
+    t: FixedPoint
     lo: float
     hi: float
 
-    @property
-    def width(self) -> int:
-        """All bits."""
-        return self.integer + self.frac
-
-    def __str__(self) -> str:
-        return f"ap_{'' if self.signed else 'u'}fixed<{self.width},{self.integer}>"
+    @classmethod
+    def for_range(cls, lo: float, hi: float, frac: int) -> _Bounded:
+        """The narrowest type with ``frac`` fractional bits for ``[lo, hi]`` (:meth:`FixedPoint.for_range`)."""
+        return cls(FixedPoint.for_range(lo, hi, frac), lo, hi)
 
     @classmethod
-    def for_range(cls, lo: float, hi: float, frac: int) -> FxType:
-        """The narrowest type with ``frac`` fractional bits that holds every value in ``[lo, hi]``."""
-        signed = lo < 0
-        top = max(abs(lo), abs(hi) + 2.0**-frac)  # the largest code is hi; a signed type's range is [-2^(I-1), ..)
-        integer = max(int(math.ceil(math.log2(top))) if top > 0 else 0, 0) + int(signed)
-        if signed and -(2.0 ** (integer - 1)) > lo:
-            integer += 1
-        return cls(signed, max(integer, 1 if signed else 0), frac, lo, hi)
+    def of(cls, signed: bool, integer: int, frac: int, lo: float, hi: float) -> _Bounded:
+        """A type given by its bits, holding ``[lo, hi]``."""
+        return cls(FixedPoint(integer + frac, integer, signed), lo, hi)
 
-    def capped(self, max_bits: int = MAX_BITS) -> tuple[FxType, bool]:
+    def capped(self, max_bits: int = MAX_BITS) -> tuple[_Bounded, bool]:
         """The type cut to ``max_bits`` (fractional bits go first) and whether it was exact."""
-        if self.width <= max_bits:
-            return self, True
-        return FxType(self.signed, self.integer, max_bits - self.integer, self.lo, self.hi), False
+        t, exact = self.t.capped(max_bits)
+        return _Bounded(t, self.lo, self.hi), exact
 
 
 @dataclass
@@ -83,11 +72,15 @@ class Precisions:
         results: layer name -> type of its output.
         accums: layer name -> accumulator type (convolutions, dense layers, pooling).
         inexact: layers whose exact type was wider than ``MAX_BITS`` and was cut.
+        ranges: layer name -> the range of values its output type must hold (static bounds).
+        accum_ranges: layer name -> the same for its accumulator.
     """
 
-    results: dict[str, FxType] = field(default_factory=dict)
-    accums: dict[str, FxType] = field(default_factory=dict)
+    results: dict[str, FixedPoint] = field(default_factory=dict)
+    accums: dict[str, FixedPoint] = field(default_factory=dict)
     inexact: list[str] = field(default_factory=list)
+    ranges: dict[str, tuple[float, float]] = field(default_factory=dict)
+    accum_ranges: dict[str, tuple[float, float]] = field(default_factory=dict)
 
     def output_fixed_point(self, model: keras.Model) -> str:
         """The AXI output type: the last layer's exact type, padded with fractional bits to whole bytes.
@@ -96,22 +89,21 @@ class Precisions:
         """
         t = self.results[model.layers[-1].name]
         width = min(-(-t.width // 8) * 8, MAX_BITS)
-        return str(FxType(t.signed, t.integer, width - t.integer, t.lo, t.hi))
+        return str(FixedPoint(width, t.integer, t.signed))
 
 
-def _full_range(signed: bool, integer: int, frac: int) -> FxType:
+def _full_range(signed: bool, integer: int, frac: int) -> _Bounded:
     """A type with the whole range its bits can hold."""
-    if signed:
-        return FxType(True, integer, frac, -(2.0 ** (integer - 1)), 2.0 ** (integer - 1) - 2.0**-frac)
-    return FxType(False, integer, frac, 0.0, 2.0**integer - 2.0**-frac)
+    fp = FixedPoint(integer + frac, integer, signed)
+    return _Bounded(fp, fp.min, fp.max)
 
 
-def _input_type() -> FxType:
+def _input_type() -> _Bounded:
     fp = FixedPoint.parse(INPUT_FIXED_POINT)
     return _full_range(fp.signed, fp.integer, fp.width - fp.integer)
 
 
-def _quantizer_type(quantizer, name: str) -> FxType:
+def _quantizer_type(quantizer, name: str) -> _Bounded:
     fmt = quantizer_format(quantizer)
     if fmt is None:
         raise PrecisionError(f"{name}: quantizer {quantizer} has no fixed-point format (use quantized_bits/relu)")
@@ -147,7 +139,8 @@ def derive_precisions(model: keras.Model) -> Precisions:
         PrecisionError: a layer this rule does not cover (its name and what is covered).
     """
     out = Precisions()
-    t = out.results
+    t: dict[str, _Bounded] = {}
+    accums: dict[str, _Bounded] = {}
     for layer in model.layers:
         kind = type(layer).__name__
         ins = [t[lyr.name] for lyr in _inbound_layers(layer)]
@@ -158,21 +151,21 @@ def derive_precisions(model: keras.Model) -> Precisions:
         elif kind in ("QConv2D", "QDense"):
             src = ins[0]
             kernel, bias, kernel_frac, bias_frac = _weights(layer)
-            frac = max(src.frac + kernel_frac, bias_frac)
+            frac = max(src.t.frac_bits + kernel_frac, bias_frac)
             pos, neg = np.clip(kernel, 0, None), np.clip(kernel, None, 0)
             # Zero padding feeds zeros too: the input range always contains 0.
             x_lo, x_hi = min(src.lo, 0.0), max(src.hi, 0.0)
             hi = float(np.max(pos.sum(0) * x_hi + neg.sum(0) * x_lo + bias))
             lo = float(np.min(pos.sum(0) * x_lo + neg.sum(0) * x_hi + bias))
-            exact = FxType.for_range(min(lo, 0.0), max(hi, 0.0), frac)
+            exact = _Bounded.for_range(min(lo, 0.0), max(hi, 0.0), frac)
             typ, ok = exact.capped()
             if not ok:
                 out.inexact.append(layer.name)
-            out.accums[layer.name] = typ
+            accums[layer.name] = typ
             t[layer.name] = typ
         elif kind == "Add":
-            frac = max(s.frac for s in ins)
-            exact = FxType.for_range(sum(s.lo for s in ins), sum(s.hi for s in ins), frac)
+            frac = max(s.t.frac_bits for s in ins)
+            exact = _Bounded.for_range(sum(s.lo for s in ins), sum(s.hi for s in ins), frac)
             typ, ok = exact.capped()
             if not ok:
                 out.inexact.append(layer.name)
@@ -185,22 +178,25 @@ def derive_precisions(model: keras.Model) -> Precisions:
                 raise PrecisionError(f"{layer.name}: averages {n} values; only powers of two divide exactly")
             # hls4ml divides the accumulator by n (``accum / int``), and an ap_fixed quotient keeps only the
             # dividend's fractional bits: the accumulator carries the k extra ones the mean needs.
-            acc = FxType(src.signed, src.integer + k, src.frac + k, src.lo * n, src.hi * n)
-            res = FxType(src.signed, src.integer, src.frac + k, src.lo, src.hi)
+            s = src.t
+            acc = _Bounded.of(s.signed, s.integer + k, s.frac_bits + k, src.lo * n, src.hi * n)
+            res = _Bounded.of(s.signed, s.integer, s.frac_bits + k, src.lo, src.hi)
             res_c, ok = res.capped()
             if not ok:
                 out.inexact.append(layer.name)
-            out.accums[layer.name], t[layer.name] = acc.capped()[0], res_c
+            accums[layer.name], t[layer.name] = acc.capped()[0], res_c
         elif kind in ("ZeroPadding2D", "Flatten", "Reshape", "Dropout", "MaxPooling2D", "GlobalMaxPooling2D"):
             src = ins[0]
             pad = kind == "ZeroPadding2D"
-            t[layer.name] = FxType(src.signed, src.integer, src.frac, min(src.lo, 0.0) if pad else src.lo, src.hi)
+            t[layer.name] = _Bounded(src.t, min(src.lo, 0.0) if pad else src.lo, src.hi)
         else:
             raise PrecisionError(
                 f"{layer.name}: no exact fixed-point rule for {kind}; covered: InputLayer, QConv2D, QDense, "
                 "QActivation, Add, GlobalAveragePooling2D, AveragePooling2D, ZeroPadding2D, Flatten, Reshape, "
                 "Dropout, MaxPooling2D (fold BatchNormalization first)"
             )
+    out.results, out.ranges = {k: b.t for k, b in t.items()}, {k: (b.lo, b.hi) for k, b in t.items()}
+    out.accums, out.accum_ranges = {k: b.t for k, b in accums.items()}, {k: (b.lo, b.hi) for k, b in accums.items()}
     return out
 
 

@@ -79,7 +79,7 @@ from hls_build.estimate.cost import (
     valid_reuse_factors,
 )
 from hls_build.estimate.design import Estimate, estimate_design
-from hls_build.estimate.graph import DesignGraph, EstimateError, FixedType, Layer, Stream
+from hls_build.estimate.graph import DesignGraph, EstimateError, Layer, Stream, parse_type
 from hls_build.estimate.precision_check import PrecisionWarning, check_precision
 from hls_build.estimate.read import convert_keras_model, graph_from_bundle, graph_from_hls_model, graph_from_project
 from hls_build.estimate.table import TABLE_COLUMNS, format_table
@@ -91,7 +91,6 @@ __all__ = [
     "DesignGraph",
     "Estimate",
     "EstimateError",
-    "FixedType",
     "Layer",
     "LayerCost",
     "PrecisionWarning",
@@ -119,5 +118,6 @@ __all__ = [
     "graph_from_project",
     "layer_cost",
     "load_coefficients",
+    "parse_type",
     "valid_reuse_factors",
 ]

@@ -15,8 +15,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from board.fixed_point import FixedPoint
 from hls_build.boards import RESOURCE_NAMES
-from hls_build.estimate.graph import FixedType, Layer, Stream
+from hls_build.estimate.graph import Layer, Stream
 
 #: The published figures the model was checked against, and its fitted coefficients.
 CALIBRATION_FILE = Path(__file__).resolve().parent.parent / "calibration.json"
@@ -243,8 +244,8 @@ def _matmul_cost(
     """
     impl = multiplier if multiplier is not None else layer.detail.get("multiplier")
     wa = layer.types["in"].width
-    ww = layer.types.get("weight", FixedType(16, 6, True)).width
-    aw = layer.types.get("accum", FixedType(max(wa + ww, 16), 8, True)).width
+    ww = layer.types.get("weight", FixedPoint(16, 6, True)).width
+    aw = layer.types.get("accum", FixedPoint(max(wa + ww, 16), 8, True)).width
     total = n_in * n_out
     r = zero_resources()
     detail: dict[str, Any] = {"n_in": n_in, "n_out": n_out, "reuse_factor": rf, "strategy": strategy}
@@ -381,7 +382,7 @@ def batchnorm_cost(layer: Layer, rf: int, k: Coefficients, family: str) -> Layer
     return LayerCost(layer.name, layer.op, f"BatchNorm RF {rf} (II {ii}/px)", r, cycles, ii + 4, detail)
 
 
-def _cast_lut(t_in: FixedType, t_out: FixedType) -> float:
+def _cast_lut(t_in: FixedPoint, t_out: FixedPoint) -> float:
     """LUTs of one scalar conversion ``t_in -> t_out`` (rounding adder, saturation detect and mux)."""
     lut = 0.0
     frac_in, frac_out = t_in.width - t_in.integer, t_out.width - t_out.integer
@@ -421,7 +422,7 @@ def _elementwise_cost(layer: Layer, k: Coefficients) -> LayerCost:
         i1 = t_in.integer + int(not t_in.signed and t2.signed)
         i2 = t2.integer + int(not t2.signed and t_in.signed)
         integer = max(i1, i2)
-        t_sum = FixedType(integer + 1 + frac, integer + 1, t_in.signed or t2.signed)
+        t_sum = FixedPoint(integer + 1 + frac, integer + 1, t_in.signed or t2.signed)
         r["LUT"] += chans * (t_sum.width + _cast_lut(t_sum, t_out))
         r["FF"] += chans * t_out.width
         n = layer.attrs.get("n_elem", 0)

@@ -13,7 +13,7 @@ from typing import Any
 import numpy as np
 
 from board.errors import ProjectError
-from hls_build.firmware_graph import FirmwareGraphError, parse_cpp_type
+from board.fixed_point import FixedPoint
 
 
 class EstimateError(ProjectError, ValueError):
@@ -21,62 +21,25 @@ class EstimateError(ProjectError, ValueError):
 
 
 # ------------------------------------------------------------------------------------------------------ types
-@dataclass(frozen=True)
-class FixedType:
-    """An ``ap_fixed``/``ap_ufixed``/``ap_(u)int`` type: what the estimator needs of it."""
+def parse_type(text: str) -> FixedPoint:
+    """A scalar HLS type of the generated C++ (:meth:`board.fixed_point.FixedPoint.parse`).
 
-    width: int
-    integer: int
-    signed: bool
-    rounding: str = "AP_TRN"
-    saturation: str = "AP_WRAP"
-    cpp: str = ""
-
-    @classmethod
-    def parse(cls, text: str) -> FixedType:
-        """Parse ``ap_fixed<16,6>`` / ``ap_ufixed<8,3,AP_RND_CONV,AP_SAT,0>`` / ``ap_uint<1>`` (arrays unwrapped)."""
-        try:
-            d = parse_cpp_type(text)
-        except FirmwareGraphError as exc:
-            raise EstimateError(str(exc)) from exc
-        return cls(d["width"], d["integer"], d["signed"], d["rounding"], d["saturation"], d["cpp"])
-
-    @property
-    def lsb(self) -> float:
-        """Value of the least significant bit."""
-        return 2.0 ** (self.integer - self.width)
-
-    @property
-    def lo(self) -> float:
-        """Smallest representable value."""
-        return -(2.0 ** (self.integer - 1)) if self.signed else 0.0
-
-    @property
-    def hi(self) -> float:
-        """Largest representable value."""
-        return (2.0 ** (self.integer - 1) if self.signed else 2.0**self.integer) - self.lsb
-
-    @property
-    def saturating(self) -> bool:
-        """Whether overflow saturates (anything but ``AP_WRAP``)."""
-        return self.saturation != "AP_WRAP"
-
-    @property
-    def rounds(self) -> bool:
-        """Whether quantization rounds (anything but truncation)."""
-        return self.rounding not in ("AP_TRN", "AP_TRN_ZERO")
-
-    def __str__(self) -> str:
-        return self.cpp or f"<{self.width},{self.integer}>"
+    Raises:
+        EstimateError: not a fixed-point or integer type.
+    """
+    try:
+        return FixedPoint.parse(text)
+    except ValueError as exc:
+        raise EstimateError(f"cannot estimate with type {text!r}: {exc}") from exc
 
 
-def array_type(text: str) -> tuple[FixedType, int]:
+def array_type(text: str) -> tuple[FixedPoint, int]:
     """``nnet::array<ap_fixed<8,3>, 16*1>`` -> (element type, 16); a scalar type -> (type, 1)."""
     m = re.match(r"^\s*nnet::array\s*<\s*(.*)\s*,\s*([\d\s*+]+)>\s*$", text)
     if m:
         n = math.prod(int(t) for t in re.findall(r"\d+", m.group(2))) if "*" in m.group(2) else int(m.group(2))
-        return FixedType.parse(m.group(1)), n
-    return FixedType.parse(text), 1
+        return parse_type(m.group(1)), n
+    return parse_type(text), 1
 
 
 # ------------------------------------------------------------------------------------------------------ graph
@@ -95,7 +58,7 @@ class Stream:
     """
 
     name: str
-    elem: FixedType
+    elem: FixedPoint
     n_elem: int
     depth: int
     producer: str | None = None
@@ -136,7 +99,7 @@ class Layer:
     attrs: dict[str, int] = field(default_factory=dict)
     reuse_factor: int | None = None
     strategy: str | None = None
-    types: dict[str, FixedType] = field(default_factory=dict)
+    types: dict[str, FixedPoint] = field(default_factory=dict)
     weights: dict[str, np.ndarray] = field(default_factory=dict)
     n_zeros: int = 0
     detail: dict[str, Any] = field(default_factory=dict)

@@ -7,7 +7,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from hls_build.estimate.graph import DesignGraph, FixedType, Layer
+from board.fixed_point import FixedPoint
+from hls_build.estimate.graph import DesignGraph, Layer
 from hls_build.firmware_graph import FirmwareGraphError
 
 
@@ -73,21 +74,21 @@ def check_precision(graph: DesignGraph) -> list[PrecisionWarning]:
     bounds: dict[str, tuple[float, float]] = {}
     for name in graph.inputs:
         t = graph.streams[name].elem
-        bounds[name] = (t.lo, t.hi)
+        bounds[name] = (t.min, t.max)
     warnings: list[PrecisionWarning] = []
 
-    def flag(layer: Layer, what: str, t: FixedType, lo: float, hi: float) -> tuple[float, float]:
-        if lo >= t.lo - 1e-12 and hi <= t.hi + 1e-12:
+    def flag(layer: Layer, what: str, t: FixedPoint, lo: float, hi: float) -> tuple[float, float]:
+        if lo >= t.min - 1e-12 and hi <= t.max + 1e-12:
             return lo, hi
         if t.saturating:
-            return max(lo, t.lo), min(hi, t.hi)
+            return max(lo, t.min), min(hi, t.max)
         msg = (
-            f"precision too narrow: layer {layer.name} {what} type {t} holds [{t.lo:g}, {t.hi:g}] but static "
+            f"precision too narrow: layer {layer.name} {what} type {t} holds [{t.min:g}, {t.max:g}] but static "
             f"bounds say its values may reach [{lo:.6g}, {hi:.6g}]; {t} wraps on overflow (widen its integer "
             "bits or make it saturate)"
         )
-        warnings.append(PrecisionWarning(layer.name, what, str(t), (t.lo, t.hi), (lo, hi), msg))
-        return max(lo, t.lo), min(hi, t.hi)
+        warnings.append(PrecisionWarning(layer.name, what, str(t), (t.min, t.max), (lo, hi), msg))
+        return max(lo, t.min), min(hi, t.max)
 
     for layer in graph.layers:
         ins = [bounds.get(s, (-math.inf, math.inf)) for s in layer.inputs]
@@ -127,7 +128,7 @@ def check_precision(graph: DesignGraph) -> list[PrecisionWarning]:
         elif layer.op == "zeropad":
             lo, hi = min(lo, 0.0), max(hi, 0.0)
         elif layer.op in ("softmax",) or (layer.op == "activation" and layer.detail.get("activation") != "linear"):
-            lo, hi = (out_t.lo, out_t.hi) if out_t else (lo, hi)
+            lo, hi = (out_t.min, out_t.max) if out_t else (lo, hi)
         if out_t is not None and math.isfinite(lo) and math.isfinite(hi):
             lo, hi = flag(layer, "result", out_t, lo, hi)
         for s in layer.outputs:

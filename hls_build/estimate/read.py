@@ -15,8 +15,9 @@ from typing import Any
 
 import numpy as np
 
+from board.fixed_point import FixedPoint
 from hls_build.bind import impl_of_product_class
-from hls_build.estimate.graph import DesignGraph, EstimateError, FixedType, Layer, Stream, array_type
+from hls_build.estimate.graph import DesignGraph, EstimateError, Layer, Stream, array_type, parse_type
 from hls_build.firmware_graph import read_config_structs
 from hls_build.fuse import SERIAL_CAST_MARKER
 
@@ -143,15 +144,15 @@ def graph_from_project(
     kernel_h = fw / "nnet_utils" / "nnet_dense_resource.h"
     serial_casts = kernel_h.is_file() and SERIAL_CAST_MARKER in kernel_h.read_text()
 
-    def stream_type(name: str) -> tuple[FixedType, int]:
+    def stream_type(name: str) -> tuple[FixedPoint, int]:
         if name not in typedefs:
             raise EstimateError(f"type {name} is not declared in {fw / 'defines.h'}")
         return array_type(typedefs[name])
 
-    def scalar_type(name: str | None) -> FixedType | None:
+    def scalar_type(name: str | None) -> FixedPoint | None:
         if not name:
             return None
-        return FixedType.parse(typedefs.get(name, name))
+        return parse_type(typedefs.get(name, name))
 
     streams: dict[str, Stream] = {}
     sig = re.search(rf"void\s+{re.escape(project_name)}\s*\((.*?)\)\s*\{{", text, re.DOTALL)

@@ -23,8 +23,8 @@ from board_toys import missing_test_bundle
 from board.bundle import load_bundle
 from board.csim_runner import CSimRunner, CSimTracer, first_divergence
 from board.errors import BundleError, InputError
-from board.fast_engine import FastEngine, FxType, cast_raw
-from board.fixed_point import FixedPoint, Rounding, Saturation
+from board.fast_engine import FastEngine
+from board.fixed_point import FixedPoint, Rounding, Saturation, cast_raw
 
 ROOT = Path(__file__).resolve().parents[2]
 GRAPHS = ROOT / "build" / "firmware-graphs"
@@ -209,7 +209,7 @@ def test_cast_agrees_with_the_float_codec(rounding, saturation):
     rng = np.random.default_rng(7)
     for width, integer, signed in ((8, 3, False), (8, 3, True), (16, 6, True), (12, -2, True), (10, 12, False)):
         fp = FixedPoint(width, integer, signed, rounding, saturation)
-        t = FxType.from_fixed_point(fp)
+        t = fp
         for extra in (0, 1, 3, 9, -2):
             src_frac = fp.frac_bits + extra
             raw = rng.integers(-(1 << (width + 4)), 1 << (width + 4), 4000)

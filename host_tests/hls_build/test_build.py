@@ -154,7 +154,7 @@ def test_gate_catches_a_mis_sized_accumulator_and_names_its_layer(bundle_dir, tr
     prepared, _ = prepare_model(load_trained_model(trained_model_dir / "model.h5"))
     layer = "s1b1_conv1"
     derived = derive_precisions(prepared).accums[layer]
-    narrow = f"ap_fixed<{derived.frac + 2},2>"  # +-2: the sums of real images go well past it
+    narrow = f"ap_fixed<{derived.frac_bits + 2},2>"  # +-2: the sums of real images go well past it
     settings = HlsSettings(layer_config={layer: {"Precision": {"accum": narrow, "result": narrow}}})
     before = (bundle_dir / "manifest.json").read_text()
     with pytest.raises(BuildError, match=f"first layer whose output differs from Keras is '{layer}'"):

@@ -212,11 +212,12 @@ def test_narrow_precision_is_warned(resnet20, caplog):
     """A wrapping type narrower than the static bound of its values is named with the layer and both ranges."""
     import copy
 
-    from hls_build.estimate import FixedType, check_precision, estimate_design
+    from board.fixed_point import FixedPoint
+    from hls_build.estimate import check_precision, estimate_design
 
     graph = copy.deepcopy(resnet20)
     add = graph.layer("s2b1_add")
-    narrow = FixedType.parse("ap_fixed<8,2>")
+    narrow = FixedPoint.parse("ap_fixed<8,2>")
     add.types["out"] = narrow
     for s in add.outputs:
         graph.streams[s].elem = narrow
@@ -232,7 +233,7 @@ def test_narrow_precision_is_warned(resnet20, caplog):
     assert any("s2b1_add" in rec.message for rec in caplog.records)
     assert any(x.layer == "s2b1_add" for x in est.warnings)
     # a saturating type clips by design: not reported
-    add.types["out"] = FixedType.parse("ap_fixed<8,2,AP_RND,AP_SAT>")
+    add.types["out"] = FixedPoint.parse("ap_fixed<8,2,AP_RND,AP_SAT>")
     assert not [x for x in check_precision(graph) if x.layer == "s2b1_add"]
 
 

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from hls_build.fold import FoldError, fold_batchnorm, integer_bits_for
-from hls_build.precision import FxType, PrecisionError, derive_precisions
+from hls_build.precision import PrecisionError, derive_precisions
 from training.keras_compat import keras
 
 
@@ -77,24 +77,15 @@ def test_integer_bits_for():
     assert integer_bits_for(0.99, signed=False) == 0
 
 
-def test_fixed_type_for_range():
-    assert str(FxType.for_range(0.0, 1 - 2**-8, 8)) == "ap_ufixed<8,0>"
-    assert str(FxType.for_range(-4.0, 4 - 2**-5, 5)) == "ap_fixed<8,3>"
-    assert str(FxType.for_range(-4.0, 4.0, 5)) == "ap_fixed<9,4>"
-    assert str(FxType.for_range(-4.25, 0.0, 5)) == "ap_fixed<9,4>"
-    t, exact = FxType.for_range(-1000.0, 1000.0, 30).capped(32)
-    assert not exact and t.width == 32 and t.integer == 11
-
-
 def test_derived_types_hold_the_exact_range_of_a_hand_checked_conv():
     # Folded: W' = [0.5, -0.25] over two input channels, b' = -0.125; input in [0, 255/256].
     model = _toy(np.array([0.5, -0.25], np.float32).reshape(1, 1, 2, 1), (1.0, 0.125, 0.25, 1.0))
     folded, _ = fold_batchnorm(model)
     p = derive_precisions(folded)
-    acc = p.accums["conv"]
+    acc, (lo, hi) = p.accums["conv"], p.ranges["conv"]
     # Largest sum 0.5 * 255/256 - 0.125, smallest -0.25 * 255/256 - 0.125 (and 0 from the padding).
-    assert acc.hi == pytest.approx(0.5 * 255 / 256 - 0.125) and acc.lo == pytest.approx(-0.25 * 255 / 256 - 0.125)
-    assert acc.frac == 8 + 7 and acc.integer == 1 and acc.signed  # |sums| < 1
+    assert hi == pytest.approx(0.5 * 255 / 256 - 0.125) and lo == pytest.approx(-0.25 * 255 / 256 - 0.125)
+    assert acc.frac_bits == 8 + 7 and acc.integer == 1 and acc.signed  # |sums| < 1
     assert str(p.results["relu"]) == "ap_ufixed<8,3>"
 
 
