@@ -33,7 +33,7 @@ from typing import Any
 
 import numpy as np
 
-from board.errors import ProjectError
+from board.errors import CheckFailedError, ProjectError
 from board.fixed_point import FixedPoint
 
 __all__ = [
@@ -61,6 +61,10 @@ _MAX_WEIGHT_WIDTH = 62
 
 class FirmwareGraphError(ProjectError, RuntimeError):
     """The hls4ml model and the generated C++ disagree, or the model holds a type the export cannot represent."""
+
+
+class FirmwareMismatchError(FirmwareGraphError, CheckFailedError):
+    """Converting a bundle's model again does not give the bundle's firmware (a failed check: exit code 1)."""
 
 
 class UnsupportedLayer(FirmwareGraphError):
@@ -789,7 +793,7 @@ def graph_for_bundle(bundle_dir: str | Path, out_dir: str | Path, work_dir: str 
         fix_generated_sources(project_dir, project)
         differ = differing_firmware_files(project_dir, bundle.path(hls.get("project_dir", "hls")), project)
         if differ:
-            raise FirmwareGraphError(
+            raise FirmwareMismatchError(
                 f"{bundle.root}: converting its model.h5 again gives different firmware ({', '.join(differ[:5])}); "
                 "rebuild the bundle instead"
             )
@@ -804,13 +808,15 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("bundle", help="overlay bundle folder")
     parser.add_argument("--out", required=True, help="folder for graph.json and weights.npz (outside the bundle)")
     args = parser.parse_args(argv)
-    try:
+
+    def work() -> int:
         files = graph_for_bundle(args.bundle, args.out)
-    except FirmwareGraphError as exc:
-        print(f"error: {exc}")
-        return 1
-    print(f"wrote {files['graph']} and {files['weights']}")
-    return 0
+        print(f"wrote {files['graph']} and {files['weights']}")
+        return 0
+
+    from board.cli import run
+
+    return run(work)  # exit 1: the re-conversion differs (FirmwareMismatchError); 2: bad input
 
 
 if __name__ == "__main__":
