@@ -57,7 +57,7 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="STEP",
         help="resume at this step, with the earlier steps' outputs on disk from a previous build (--work-dir, the "
         "bundle): fold, derive_types, convert, fuse, firmware_graph, compile, gate, estimate, keras_reference, "
-        "onnx_export, manifest (hls_build.build.STEPS)",
+        "onnx_export, int8_reference, manifest (hls_build.build.STEPS)",
     )
     im = sub.add_parser(
         "import",

@@ -22,7 +22,9 @@ The steps (see each ``_step_*`` function):
 8. ``estimate``: the pre-synthesis resource ESTIMATE (``hls_build.estimate``);
 9. ``keras_reference``: the model the firmware computes and its predictions on the test set;
 10. ``onnx_export``: the float ONNX reference (tf2onnx);
-11. ``manifest``: the manifest with the sha256 of every file, then the bundle renamed into place.
+11. ``int8_reference``: the 8-bit ONNX reference (``hls_build.int8_reference``: onnxruntime static quantization,
+    calibrated on training images) and both references' top-1 on the test images, by onnxruntime;
+12. ``manifest``: the manifest with the sha256 of every file, then the bundle renamed into place.
 
 A new step is one function taking the :class:`BuildContext` plus one :class:`Step` entry in :data:`STEPS`.
 
@@ -159,6 +161,9 @@ def export_onnx(model: keras.Model, path: Path) -> None:
     import tf2onnx
 
     spec = (tf.TensorSpec((None, 32, 32, 3), tf.float32, name="image"),)
+    # tf2onnx numbers the names it makes with a process-wide counter: start it over, so that the same model
+    # exports to the same bytes (and the same sha256 in the manifest) whatever was converted before it.
+    tf2onnx.utils.INTERNAL_NAME = 1
     tf2onnx.convert.from_keras(model, input_signature=spec, opset=17, output_path=str(path))
 
 
@@ -510,6 +515,28 @@ def _step_onnx_export(ctx: BuildContext) -> None:
     export_onnx(ctx.model(), ctx.staging / "reference.onnx")
 
 
+def _step_int8_reference(ctx: BuildContext) -> None:
+    """The 8-bit ONNX reference, calibrated on training images, and both references' top-1 by onnxruntime."""
+    from hls_build.int8_reference import INT8_REFERENCE, make_int8_reference, onnx_top1
+
+    info = make_int8_reference(ctx.model(), ctx.staging / INT8_REFERENCE, load_split("train"), preprocessing_spec())
+    # Measured here, on the test images whose Keras predictions the bundle stores (all 10,000 by default).
+    kp = ctx.split().head(ctx.options.keras_prediction_images)
+    x = preprocess(kp.images)
+    float_top1, float_pred = onnx_top1(ctx.staging / "reference.onnx", x, kp.labels)
+    int8_top1, int8_pred = onnx_top1(ctx.staging / INT8_REFERENCE, x, kp.labels)
+    info.update(
+        test_images=len(kp),
+        float_top1=float_top1,
+        int8_top1=int8_top1,
+        int8_vs_float_agreement=float(np.mean(int8_pred == float_pred)),
+        measured_on=f"the build host, onnxruntime {info['onnxruntime']} (default session: integer kernels)",
+    )
+    log.info("ONNX references on %d test images: float %.4f, 8-bit %.4f (onnxruntime)", len(kp), float_top1,
+             int8_top1)  # fmt: skip
+    ctx.write_json("int8_reference.json", info)
+
+
 def _step_manifest(ctx: BuildContext) -> None:
     """Write the manifest (sha256 of every file, each step's time) and rename the bundle into place."""
     settings, staging = ctx.settings, ctx.staging
@@ -536,6 +563,7 @@ def _step_manifest(ctx: BuildContext) -> None:
         csim_library=ctx.read_json("compile.json")["csim_library"],
         csim_entry=f"{PROJECT_NAME}_float",
         onnx_reference="reference.onnx",
+        onnx_reference_int8="reference_int8.onnx",
         dma={
             "ip_name": "hier_0/axi_dma_0",
             "max_transfer_bytes": (1 << DMA_LENGTH_WIDTH_BITS) - 1,
@@ -572,6 +600,8 @@ def _step_manifest(ctx: BuildContext) -> None:
             "training_test_top1_max": train_metrics.get("test_top1_max"),
             "training_epochs": train_metrics.get("epochs"),
             "measured_on": "host (Keras and hls4ml C-simulation; no FPGA)",
+            # How the 8-bit reference was made, and both references' top-1 measured at build time.
+            "onnx_references": ctx.read_json("int8_reference.json"),
         },
         resources={"estimate": ctx.read_json("estimate.json")},
         tool_versions=_tool_versions(),
@@ -618,9 +648,13 @@ STEPS: tuple[Step, ...] = (
          "the folded model, its test-set predictions and top-1"),
     Step("onnx_export", _step_onnx_export, (_S + PREPARED_MODEL,), ("{bundle}/reference.onnx",),
          "float ONNX reference (tf2onnx)"),
+    Step("int8_reference", _step_int8_reference, (_S + PREPARED_MODEL, "{bundle}/reference.onnx"),
+         ("{bundle}/reference_int8.onnx", _S + "int8_reference.json"),
+         "8-bit ONNX reference (onnxruntime static quantization, calibrated on training images)"),
     Step("manifest", _step_manifest,
          (_S + "types.json", _S + "fold.json", _S + "convert.json", _S + "compile.json", _S + "gate.json",
-          _S + "estimate.json", _S + "keras_reference.json", "{bundle}/reference.onnx"),
+          _S + "estimate.json", _S + "keras_reference.json", "{bundle}/reference.onnx",
+          "{bundle}/reference_int8.onnx", _S + "int8_reference.json"),
          ("{bundle}/manifest.json",), "manifest with sha256 of every file; bundle renamed into place"),
 )  # fmt: skip
 STEP_NAMES: tuple[str, ...] = tuple(s.name for s in STEPS)

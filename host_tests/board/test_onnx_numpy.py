@@ -9,6 +9,7 @@ Checked against onnxruntime on every model kind we build: the real bundle's floa
 from __future__ import annotations
 
 import os
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -98,6 +99,30 @@ def test_float_reference_of_the_real_bundle_matches_onnxruntime(real_bundle, cif
     _close(got, want, str(path))
 
 
+def test_8_bit_reference_of_the_real_bundle_matches_onnxruntime(real_bundle, cifar10_dir):
+    bundle = load_bundle(real_bundle)
+    rel = bundle.manifest.onnx_reference_int8
+    if not rel:
+        _missing(f"{real_bundle} has no 8-bit reference (rebuild it with this hls_build)")
+    path = bundle.path(rel)
+    x = _images(real_bundle, cifar10_dir)
+    ev = OnnxNumpyModel.load(path)
+    assert {"QuantizeLinear", "DequantizeLinear", "Conv"} <= set(ev.operators)
+    got = np.concatenate([ev.run({ev.input_names[0]: x[i : i + 100]})[0] for i in range(0, len(x), 100)])
+    # As the ONNX standard defines QDQ (onnxruntime without its graph rewrites): the same logits within 1e-4.
+    sess = _ort_session(path, optimize=False)
+    (want,) = sess.run(None, {sess.get_inputs()[0].name: x})
+    # Conv sums in another order can move a value across a rounding boundary of the next QuantizeLinear: one step
+    # of one activation on an occasional image. Most images must match to 1e-4 and every argmax must agree.
+    close = np.all(np.abs(got - want) <= RTOL * np.abs(want).max(), axis=1)
+    assert close.mean() >= 0.95
+    assert np.array_equal(got.argmax(1), want.argmax(1))
+    # onnxruntime's default session runs fused integer kernels: the argmax still agrees on almost every image.
+    sess = _ort_session(path)
+    (fused,) = sess.run(None, {sess.get_inputs()[0].name: x})
+    assert np.mean(got.argmax(1) == fused.argmax(1)) >= 0.98
+
+
 def test_operator_fixtures_match_onnxruntime(fixture_dir):
     names = sorted(p.name[: -len(".onnx")] for p in fixture_dir.glob("*.onnx"))
     assert len(names) >= 20
@@ -180,3 +205,66 @@ def test_tensor_encodings():
     assert g.initializers["f"].tolist() == [1.5, -2.0]
     assert g.initializers["i"].tolist() == [1, 2, 3]
     assert g.opset == 13 and g.inputs == []
+
+
+def _bench(argv: list[str]) -> dict:
+    import json
+
+    from board.__main__ import main
+
+    out = Path(argv[argv.index("--out") + 1])
+    assert main(argv) == 0
+    return json.loads((out / "report.json").read_text())
+
+
+def test_bench_without_onnxruntime_reports_the_same_reference_top1(real_bundle, cifar10_dir, tmp_path, monkeypatch):
+    """The issue's target: where onnxruntime is missing (as on a PYNQ-Z2), the numpy evaluator's top-1 is ORT's."""
+    pytest.importorskip("onnxruntime")
+    args = ["bench", "--bundle", str(real_bundle), "-n", "500", "--csim-check", "0", "--no-plots", "--no-progress"]
+    args += ["--cifar10-dir", str(cifar10_dir), "--board", "host"]
+    with_ort = _bench([*args, "--out", str(tmp_path / "ort")])
+    monkeypatch.setitem(sys.modules, "onnxruntime", None)  # `import onnxruntime` fails, as on armv7l
+    with_numpy = _bench([*args, "--out", str(tmp_path / "numpy")])
+    assert with_ort["reference"]["engine"] == "ort" and with_numpy["reference"]["engine"] == "numpy"
+    a, b = with_ort["accuracy"], with_numpy["accuracy"]
+    assert a["onnx_top1"] is not None and a["onnx_top1"] == b["onnx_top1"]
+    assert a["fpga_top1"] == b["fpga_top1"]
+    assert with_ort["agreement"]["fpga_vs_onnx"] == with_numpy["agreement"]["fpga_vs_onnx"]
+    if load_bundle(real_bundle).manifest.onnx_reference_int8:
+        # 8-bit: onnxruntime's integer kernels vs the standard QDQ arithmetic: the same top-1 within an image or two.
+        assert abs(a["onnx_int8_top1"] - b["onnx_int8_top1"]) <= 2 / 500
+        assert with_numpy["agreement"]["onnx_int8_vs_onnx"]["agreement"] >= 0.9
+    md = (tmp_path / "numpy" / "report.md").read_text()
+    assert "ONNX reference, float, numpy evaluator on this host's CPU" in md
+
+
+def test_bench_goes_on_when_the_evaluator_lacks_an_operator(make_bundle, images, monkeypatch, cifar10_dir, capsys):
+    from board.__main__ import main
+    from board.bench import benchmark, render_markdown
+    from board.bundle import read_manifest, write_manifest
+
+    root = make_bundle()
+    (root / "reference_int8.onnx").write_bytes((root / "reference.onnx").read_bytes())
+    (root / "reference.onnx").write_bytes(
+        model(
+            [node("Hardmax", ["image"], ["logits"], "hm")],
+            [],
+            [value_info("image", np.float32, ["N", 32, 32, 3])],
+            [value_info("logits", np.float32, ["N", 10])],
+        )
+    )
+    m = read_manifest(root)
+    write_manifest(root, type(m)(**{**m.__dict__, "onnx_reference_int8": "reference_int8.onnx"}))
+    monkeypatch.setitem(sys.modules, "onnxruntime", None)
+    report = benchmark(load_bundle(root), images, np.zeros(len(images), np.int64), batch_size=6)
+    assert report["accuracy"]["onnx_top1"] is None and "Hardmax" in report["onnx_unavailable"]
+    assert report["accuracy"]["fpga_top1"] is not None and report["timing"]["fpga"] is not None
+    # The 8-bit file here is the toy linear model: it runs, and equals the FPGA (the toy is exact).
+    assert report["accuracy"]["onnx_int8_top1"] == report["accuracy"]["fpga_top1"]
+    assert report["agreement"]["fpga_vs_onnx_int8"]["agreement"] == 1.0
+    md = render_markdown(report)
+    assert "ONNX reference (float) not available" in md and "operator(s) Hardmax" in md
+    # With --reference-only the float reference is the whole run: its failure is the error (exit 2, one line).
+    argv = ["bench", "--bundle", str(root), "-n", "2", "--reference-only", "--cifar10-dir", str(cifar10_dir)]
+    assert main(argv) == 2
+    assert "Hardmax" in capsys.readouterr().err.strip().splitlines()[-1]
