@@ -538,6 +538,102 @@ class _GlobalPoolStep(_Step):
         return [self.out_cast(q)]
 
 
+class _PoolStep(_Step):
+    """``pooling2d_cl``: max or average over a window (no padding), in ``accum_t``, cast to the result.
+
+    Each value is cast to ``accum_t`` and reduced there; an average is divided by the window size in ``accum_t``
+    (C division, truncated toward zero).
+    """
+
+    def __init__(self, layer: Mapping[str, Any], in_spec: _Spec) -> None:
+        name = layer["name"]
+        self.name, self.inputs, self.outputs = name, list(layer["inputs"]), [layer["outputs"][0]["name"]]
+        a = layer["attributes"]
+        self.pool_op = a.get("pool_op", "Max")
+        if self.pool_op not in ("Average", "Max"):
+            raise BundleError(f"{name}: pooling {self.pool_op!r} is not supported")
+        if any(a.get(k, 0) for k in ("pad_top", "pad_bottom", "pad_left", "pad_right")):
+            raise BundleError(f"{name}: padded pooling is not supported by the fast engine")
+        self.ph, self.pw = a["pool_height"], a["pool_width"]
+        self.sh, self.sw = a["stride_height"], a["stride_width"]
+        self.out_shape = _out_shape(layer)
+        h, w, c = in_spec.shape
+        oh, ow = (h - self.ph) // self.sh + 1, (w - self.pw) // self.sw + 1
+        if self.out_shape != (oh, ow, c):
+            raise BundleError(f"{name}: output shape {self.out_shape} does not follow from {in_spec.shape}")
+        self.accum = type_from_json(layer["types"]["accum"], f"{name} accum")
+        self.result = _out_type(layer)
+        self.count = self.ph * self.pw
+        self.in_cast = _Cast(in_spec.frac, in_spec.lo, in_spec.hi, self.accum, f"{name} input")
+        lo, hi = self.in_cast.out_lo, self.in_cast.out_hi
+        if self.pool_op == "Average":
+            slo, shi = min(lo * self.count, lo), max(hi * self.count, hi)
+            _check_bits(slo, shi, f"{name} sum")
+            if self.accum.saturating and (slo < self.accum.raw_min or shi > self.accum.raw_max):
+                # hls4ml adds in a tree, each partial sum cast to accum_t: saturation would depend on the order.
+                raise BundleError(f"{name}: the window sum can saturate accum_t {self.accum}; not supported")
+            self.sum_cast = _Cast(self.accum.frac_bits, slo, shi, self.accum, f"{name} accum")
+            qlo, qhi = _tdiv(self.sum_cast.out_lo, self.count), _tdiv(self.sum_cast.out_hi, self.count)
+            self.out_cast = _Cast(self.accum.frac_bits, min(qlo, 0), max(qhi, 0), self.result, f"{name} result")
+        else:
+            self.out_cast = _Cast(self.accum.frac_bits, lo, hi, self.result, f"{name} result")
+        self.spec = _Spec(self.result, self.out_shape, self.out_cast.out_lo, self.out_cast.out_hi)
+
+    def __call__(self, xs: list[np.ndarray]) -> list[np.ndarray]:
+        x = self.in_cast(xs[0]).astype(np.int64)
+        oh, ow, _ = self.out_shape
+        parts = [
+            x[:, i : i + self.sh * (oh - 1) + 1 : self.sh, j : j + self.sw * (ow - 1) + 1 : self.sw, :]
+            for i in range(self.ph)
+            for j in range(self.pw)
+        ]
+        if self.pool_op == "Max":
+            return [self.out_cast(np.maximum.reduce(parts))]
+        acc = self.sum_cast(np.add.reduce(parts))
+        return [self.out_cast(_tdiv_array(acc.astype(np.int64), self.count))]
+
+
+class _ConcatStep(_Step):
+    """``concatenate1d`` / ``concatenate3d`` on the channel axis: each input cast to the result type, joined."""
+
+    def __init__(self, layer: Mapping[str, Any], specs: list[_Spec]) -> None:
+        name = layer["name"]
+        self.name, self.inputs, self.outputs = name, list(layer["inputs"]), [layer["outputs"][0]["name"]]
+        a, b = specs
+        self.result = _out_type(layer)
+        shape = _out_shape(layer)
+        if a.shape[:-1] != b.shape[:-1] or shape != (*a.shape[:-1], a.shape[-1] + b.shape[-1]):
+            raise BundleError(f"{name}: concatenating {a.shape} and {b.shape} into {shape} on the last axis only")
+        self.casts = [_Cast(s.frac, s.lo, s.hi, self.result, f"{name} input {k}") for k, s in enumerate(specs)]
+        lo = min(c.out_lo for c in self.casts)
+        hi = max(c.out_hi for c in self.casts)
+        self.spec = _Spec(self.result, shape, lo, hi)
+
+    def __call__(self, xs: list[np.ndarray]) -> list[np.ndarray]:
+        ys = [c(x).astype(np.int64, copy=False) for c, x in zip(self.casts, xs)]
+        return [np.concatenate(ys, axis=-1)]
+
+
+class _ReshapeStep(_Step):
+    """``Reshape``/``Flatten``: the same values in stream order (NHWC), cast to the result type when it differs.
+
+    hls4ml writes no call when the stream keeps its packing (an alias of its input), else a ``repack_stream``.
+    """
+
+    def __init__(self, layer: Mapping[str, Any], in_spec: _Spec) -> None:
+        name = layer["name"]
+        self.name, self.inputs, self.outputs = name, list(layer["inputs"]), [layer["outputs"][0]["name"]]
+        self.out_shape = _out_shape(layer)
+        if int(np.prod(self.out_shape)) != int(np.prod(in_spec.shape)):
+            raise BundleError(f"{name}: reshaping {in_spec.shape} into {self.out_shape}")
+        self.cast = _Cast(in_spec.frac, in_spec.lo, in_spec.hi, _out_type(layer), f"{name} result")
+        self.spec = _Spec(self.cast.t, self.out_shape, self.cast.out_lo, self.cast.out_hi)
+
+    def __call__(self, xs: list[np.ndarray]) -> list[np.ndarray]:
+        x = xs[0]
+        return [self.cast(x.reshape((len(x), *self.out_shape)))]
+
+
 def _tdiv(a: int, n: int) -> int:
     """Integer division truncated toward zero (C semantics)."""
     q = abs(a) // n
@@ -799,6 +895,15 @@ class FastEngine:
                     specs[step.outputs[0]] = step.spec
                 elif op == "global_pooling2d":
                     step = _GlobalPoolStep(layer, ins[0])
+                    specs[step.outputs[0]] = step.spec
+                elif op == "pooling2d":
+                    step = _PoolStep(layer, ins[0])
+                    specs[step.outputs[0]] = step.spec
+                elif op == "concatenate":
+                    step = _ConcatStep(layer, ins)
+                    specs[step.outputs[0]] = step.spec
+                elif op == "reshape":
+                    step = _ReshapeStep(layer, ins[0])
                     specs[step.outputs[0]] = step.spec
                 else:
                     raise BundleError(f"{name}: layer op {op!r} is not supported by the fast engine")

@@ -69,8 +69,36 @@ def build_parser() -> argparse.ArgumentParser:
     im.set_defaults(func=_import)
     im.add_argument("--model", required=True, help="the float Keras model file (.h5 or .keras)")
     im.add_argument("--out", required=True, help="folder to write (replaced if it exists)")
-    im.add_argument("--input-scale", type=float, default=255.0, choices=(255.0, 256.0),
-                    help="the model's own input: pixel / this (default 255)")  # fmt: skip
+    im.add_argument(
+        "--input-scale",
+        type=float,
+        default=None,
+        help="the model's own input: pixel / this (1 for raw 0..255 pixels; default 255, and 256 for a QKeras model)",
+    )
+    im.add_argument(
+        "--input-mean",
+        type=_three_floats,
+        default=None,
+        metavar="R,G,B",
+        help="per-channel mean subtracted after the scale (folded into the first convolution)",
+    )
+    im.add_argument(
+        "--input-std",
+        type=_three_floats,
+        default=None,
+        metavar="R,G,B",
+        help="per-channel std divided by after the mean (folded into the first convolution)",
+    )
+    im.add_argument(
+        "--calibration",
+        default="max",
+        choices=("max", "percentile", "best"),
+        help="ReLU ranges: maximum, a percentile of the positive outputs, or the better of both on "
+        "held-out training images (default max)",
+    )
+    im.add_argument("--percentile", type=float, default=99.99, help="for --calibration percentile/best")
+    im.add_argument("--finetune-epochs", type=int, default=0,
+                    help="quantization-aware fine-tuning epochs after the quantization (default 0: none)")  # fmt: skip
     im.add_argument("--weight-bits", type=int, default=8)
     im.add_argument("--activation-bits", type=int, default=8)
     im.add_argument("--calibration-images", type=int, default=1000, help="training images for activation ranges")
@@ -131,13 +159,24 @@ def _bundle(args: argparse.Namespace) -> int:
     return 0
 
 
+def _three_floats(text: str) -> tuple[float, float, float]:
+    parts = text.split(",")
+    if len(parts) != 3:
+        raise argparse.ArgumentTypeError(f"expected R,G,B (three numbers), got {text!r}")
+    try:
+        return tuple(float(p) for p in parts)  # type: ignore[return-value]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected R,G,B (three numbers), got {text!r}") from None
+
+
 def _import(args: argparse.Namespace) -> int:
     from hls_build.ptq import describe, import_float_model
 
     report = import_float_model(
         args.model, args.out, input_scale=args.input_scale, weight_bits=args.weight_bits,
         activation_bits=args.activation_bits, calibration_images=args.calibration_images,
-        test_images=args.test_images,
+        test_images=args.test_images, input_mean=args.input_mean, input_std=args.input_std,
+        calibration=args.calibration, percentile=args.percentile, finetune_epochs=args.finetune_epochs,
     )  # fmt: skip
     print(describe(report))
     print(f"next: python -m hls_build bundle --model-dir {args.out}")

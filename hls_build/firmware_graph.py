@@ -430,6 +430,21 @@ _ATTR_KEYS = {
         "pad_right",
     ),
     "batchnorm": ("n_in", "n_filt"),
+    "pooling2d": (
+        "in_height",
+        "in_width",
+        "n_filt",
+        "stride_height",
+        "stride_width",
+        "pool_height",
+        "pool_width",
+        "out_height",
+        "out_width",
+        "pad_top",
+        "pad_bottom",
+        "pad_left",
+        "pad_right",
+    ),
     "global_pooling2d": ("in_height", "in_width", "n_filt"),
     "dense": ("n_in", "n_out"),
 }
@@ -450,6 +465,10 @@ _OPS = {
     "nnet::maximum": "maximum",
     "nnet::minimum": "minimum",
     "nnet::global_pooling2d_cl": "global_pooling2d",
+    "nnet::pooling2d_cl": "pooling2d",
+    "nnet::concatenate1d": "concatenate",
+    "nnet::concatenate3d": "concatenate",
+    "nnet::repack_stream": "reshape",
     "nnet::dense": "dense",
 }
 
@@ -561,6 +580,9 @@ def export_firmware_graph(hls_model: Any) -> dict[str, Any]:
         function_cpp = layer.get_attr("function_cpp", None)
         fname = _function_name(function_cpp)
         op = _OPS.get(fname) if fname else ("input" if layer.name in model_inputs else None)
+        if fname is None and layer.class_name == "Reshape" and layer.name not in model_inputs:
+            # io_stream: a Reshape/Flatten whose stream keeps its packing is an alias of its input (no call).
+            op = "reshape"
         entry: dict[str, Any] = {
             "name": layer.name,
             "index": int(layer.index),
@@ -601,7 +623,12 @@ def export_firmware_graph(hls_model: Any) -> dict[str, Any]:
             entry["fused_activation"] = str(layer.get_attr("fused_activation"))
         if layer.class_name == "Activation":
             entry["attributes"]["activation"] = str(layer.get_attr("activation", "")).lower()
-        if op == "global_pooling2d":
+        if op == "concatenate":
+            axis = config.get("axis")
+            if axis is not None and axis.strip() not in ("-1", str(len(layer.get_output_variable().shape) - 1)):
+                raise FirmwareGraphError(f"{layer.name}: concatenation on axis {axis}; the engine joins channels")
+            entry["attributes"]["axis"] = -1
+        if op in ("global_pooling2d", "pooling2d"):
             entry["attributes"]["pool_op"] = str(layer.get_attr("pool_op"))
             pool = config.get("pool_op", "")
             if pool and not pool.endswith(entry["attributes"]["pool_op"]):

@@ -170,9 +170,9 @@ def tensor_frac_bits(model: keras.Model) -> dict[str, int | None]:
             fb = _frac_bits(quantizer_format(layer.bias_quantizer_internal)) if has_bias else 0
             ok = None not in (src[0], fw, fb)
             fx[layer.name] = max(src[0] + fw, fb) if ok else None
-        elif kind == "Add":
+        elif kind in ("Add", "Concatenate"):
             fx[layer.name] = None if None in src else max(src)
-        elif kind in ("ZeroPadding2D", "Flatten", "Dropout", "MaxPooling2D", "Reshape"):
+        elif kind in ("ZeroPadding2D", "Flatten", "Dropout", "MaxPooling2D", "GlobalMaxPooling2D", "Reshape"):
             fx[layer.name] = src[0]
         elif kind in ("GlobalAveragePooling2D", "AveragePooling2D"):
             n = int(np.prod(layer.input_shape[1:3])) if kind.startswith("Global") else int(np.prod(layer.pool_size))

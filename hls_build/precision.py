@@ -8,7 +8,8 @@ The rule (``derive_precisions``), layer by layer in graph order, from the model'
   fractional bits plus the kernel's (and at least the bias's), and integer bits for the largest sum its weights can
   make from the input's range (per output channel: the positive weights times one end of the range, the negative
   ones times the other, plus the bias). Its result is the accumulator: nothing is rounded before the next quantizer;
-* an Add keeps the most fractional bits of its inputs, and integer bits for the sum of their ranges;
+* an Add keeps the most fractional bits of its inputs, and integer bits for the sum of their ranges; a Concatenate
+  the most fractional bits and a range holding every input's;
 * an average pool over ``n = 2^k`` values sums in an accumulator ``k`` integer bits and ``k`` fractional bits
   wider (hls4ml's ``accum / n`` keeps the accumulator's fractional bits) and divides exactly into them.
 
@@ -170,6 +171,14 @@ def derive_precisions(model: keras.Model) -> Precisions:
             if not ok:
                 out.inexact.append(layer.name)
             t[layer.name] = typ
+        elif kind == "Concatenate":
+            # hls4ml copies each input into the result type: exact when it holds every input's values and bits.
+            frac = max(s.t.frac_bits for s in ins)
+            exact = _Bounded.for_range(min(s.lo for s in ins), max(s.hi for s in ins), frac)
+            typ, ok = exact.capped()
+            if not ok:
+                out.inexact.append(layer.name)
+            t[layer.name] = typ
         elif kind in ("GlobalAveragePooling2D", "AveragePooling2D"):
             src = ins[0]
             n = int(np.prod(layer.input_shape[1:3])) if kind.startswith("Global") else int(np.prod(layer.pool_size))
@@ -188,12 +197,15 @@ def derive_precisions(model: keras.Model) -> Precisions:
         elif kind in ("ZeroPadding2D", "Flatten", "Reshape", "Dropout", "MaxPooling2D", "GlobalMaxPooling2D"):
             src = ins[0]
             pad = kind == "ZeroPadding2D"
+            if kind.endswith("MaxPooling2D"):
+                # hls4ml compares in accum_t (default ap_fixed<16,6>): the input's own type keeps every value.
+                accums[layer.name] = src
             t[layer.name] = _Bounded(src.t, min(src.lo, 0.0) if pad else src.lo, src.hi)
         else:
             raise PrecisionError(
                 f"{layer.name}: no exact fixed-point rule for {kind}; covered: InputLayer, QConv2D, QDense, "
-                "QActivation, Add, GlobalAveragePooling2D, AveragePooling2D, ZeroPadding2D, Flatten, Reshape, "
-                "Dropout, MaxPooling2D (fold BatchNormalization first)"
+                "QActivation, Add, Concatenate, GlobalAveragePooling2D, GlobalMaxPooling2D, AveragePooling2D, "
+                "ZeroPadding2D, Flatten, Reshape, Dropout, MaxPooling2D (fold BatchNormalization first)"
             )
     out.results, out.ranges = {k: b.t for k, b in t.items()}, {k: (b.lo, b.hi) for k, b in t.items()}
     out.accums, out.accum_ranges = {k: b.t for k, b in accums.items()}, {k: (b.lo, b.hi) for k, b in accums.items()}

@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import copy
 import json
+import math
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -43,14 +44,72 @@ from hls_build.fold import (
 from training.keras_compat import keras
 
 SUPPORTED = (
-    "InputLayer, Conv2D, Dense, BatchNormalization (after Conv2D/Dense), ReLU, Activation relu/linear/softmax "
-    "(softmax last only), Add, GlobalAveragePooling2D, Dropout"
+    "InputLayer, Conv2D (any stride, padding same/valid), Dense, BatchNormalization (after Conv2D/Dense), ReLU, "
+    "Activation relu/linear/softmax (softmax last only), Add, Concatenate (channels), MaxPooling2D, AveragePooling2D "
+    "(pool area a power of two), GlobalMaxPooling2D, GlobalAveragePooling2D (H*W a power of two), Flatten, Reshape, "
+    "ZeroPadding2D, Dropout"
 )
 _PASS_THROUGH = ("Dropout",)
+#: Layers kept as they are: they move, pick, pad, join or average values the quantizers already fixed.
+_KEPT = ("InputLayer", "BatchNormalization", "Add", "Concatenate", "MaxPooling2D", "AveragePooling2D",
+         "GlobalMaxPooling2D", "GlobalAveragePooling2D", "Flatten", "Reshape", "ZeroPadding2D")  # fmt: skip
+#: What to do instead, for layers users often have that this import refuses.
+_ADVICE = {
+    "DepthwiseConv2D": "the overlay's bit-exact engine has no depthwise kernel; use Conv2D",
+    "SeparableConv2D": "the overlay's bit-exact engine has no depthwise kernel; use Conv2D",
+    "LeakyReLU": "a float slope cannot be computed exactly in fixed point; use ReLU",
+    "PReLU": "a learned float slope cannot be computed exactly in fixed point; use ReLU",
+    "ELU": "exponential activations have no exact fixed-point form; use ReLU",
+    "Rescaling": "remove it and give its scale with --input-scale (and --input-mean/--input-std)",
+    "Normalization": "remove it and give its statistics with --input-mean/--input-std",
+}
+CALIBRATIONS = ("max", "percentile")
 
 
 class ByoModelError(ProjectError, ValueError):
     """A model this import cannot take: not float Keras, not 32x32x3, or a layer the overlay does not support."""
+
+
+@dataclass
+class InputPreprocessing:
+    """How the model's own input is made from a uint8 pixel: ``(pixel / scale - mean[c]) / std[c]``.
+
+    The overlay streams ``pixel / 256``; :func:`quantize_float_model` folds the difference into the first layers.
+    """
+
+    scale: float = 255.0
+    mean: tuple[float, float, float] | None = None
+    std: tuple[float, float, float] | None = None
+
+    def __post_init__(self) -> None:
+        if not (self.scale > 0 and math.isfinite(self.scale)):
+            raise ByoModelError(f"input scale must be a positive number (pixel / scale), got {self.scale}")
+        for what, v in (("mean", self.mean), ("std", self.std)):
+            if v is not None and (len(v) != 3 or not all(math.isfinite(float(c)) for c in v)):
+                raise ByoModelError(f"input {what} needs 3 finite numbers (R,G,B), got {v}")
+        if self.std is not None and min(float(c) for c in self.std) <= 0:
+            raise ByoModelError(f"input std must be positive, got {self.std}")
+
+    def apply(self, pixels: np.ndarray) -> np.ndarray:
+        """uint8 NHWC pixels -> the model's own float32 input."""
+        x = pixels.astype(np.float32) / np.float32(self.scale)
+        if self.mean is not None:
+            x = x - np.asarray(self.mean, np.float32)
+        if self.std is not None:
+            x = x / np.asarray(self.std, np.float32)
+        return x.astype(np.float32)
+
+    def channel_gain_offset(self) -> tuple[np.ndarray, np.ndarray]:
+        """Per channel ``(g, o)`` with model input ``= g * (pixel / 256) + o``."""
+        std = np.asarray(self.std if self.std is not None else (1.0, 1.0, 1.0), np.float64)
+        mean = np.asarray(self.mean if self.mean is not None else (0.0, 0.0, 0.0), np.float64)
+        return 256.0 / (self.scale * std), -mean / std
+
+    def to_dict(self) -> dict[str, Any]:
+        """As recorded in ``ptq_report.json``, ``config.json`` and the bundle manifest."""
+        return {"formula": "(pixel / scale - mean[c]) / std[c]", "scale": self.scale,
+                "mean": None if self.mean is None else [float(c) for c in self.mean],
+                "std": None if self.std is None else [float(c) for c in self.std]}  # fmt: skip
 
 
 @dataclass
@@ -62,10 +121,17 @@ class PtqReport:
         input_scale: the model's own input scaling (pixel / input_scale).
         weight_bits, activation_bits: widths used.
         calibration_images: training images the activation ranges were measured on.
-        activations: layer -> ``{"type", "calibration_max"}`` per quantized ReLU.
+        activations: layer -> ``{"type", "calibration_max", "range"}`` per quantized ReLU.
         kernels: layer -> kernel and bias types.
         removed: layers dropped (Dropout, linear activations, the final softmax).
         top1_float, top1_quantized, agreement: on ``test_images`` CIFAR-10 test images.
+        input_preprocessing: the model's own input (:class:`InputPreprocessing`), folded into ``input_folded_into``.
+        calibration: ``"max"`` or ``"percentile"`` (of each ReLU's outputs on the calibration images).
+        percentile: the percentile used with ``"percentile"``.
+        options: per calibration option tried, top-1 on held-out training images and on the test images.
+        finetune_epochs: quantization-aware fine-tuning epochs run after the quantization (0: none).
+        top1_float_input_folded: top-1 of the float model with the input preprocessing folded in (differs from
+            ``top1_float`` only where a mean was folded into a convolution that zero-pads).
     """
 
     source: str
@@ -80,6 +146,14 @@ class PtqReport:
     top1_quantized: float | None = None
     agreement: float | None = None
     test_images: int = 0
+    input_preprocessing: dict[str, Any] = field(default_factory=dict)
+    input_folded_into: list[str] = field(default_factory=list)
+    calibration: str = "max"
+    percentile: float | None = None
+    options: list[dict[str, Any]] = field(default_factory=list)
+    finetune_epochs: int = 0
+    top1_before_finetune: float | None = None
+    top1_float_input_folded: float | None = None
 
 
 def load_float_model(path: str | Path) -> keras.Model:
@@ -88,19 +162,51 @@ def load_float_model(path: str | Path) -> keras.Model:
     Raises:
         ByoModelError: unreadable, QKeras, input not 32x32x3, output not 10 classes, or an unsupported layer.
     """
-    path = Path(path)
-    if not path.is_file():
-        raise ByoModelError(f"{path}: no such model file")
-    try:
-        model = keras.models.load_model(path, compile=False)
-    except Exception as exc:  # Keras raises many types for a bad file; say which file and why.
-        raise ByoModelError(f"{path}: not a readable Keras model ({type(exc).__name__}: {exc})") from exc
+    model = load_model_file(path)
     check_float_model(model)
     return model
 
 
+def load_model_file(path: str | Path) -> keras.Model:
+    """Read a Keras model file (``.h5`` or ``.keras``; QKeras layers allowed), without checking it.
+
+    Raises:
+        ByoModelError: no such file, or not a model Keras (tf-keras, with QKeras's objects) can read.
+    """
+    from qkeras.utils import _add_supported_quantized_objects
+
+    path = Path(path)
+    if not path.is_file():
+        raise ByoModelError(f"{path}: no such model file")
+    custom: dict[str, Any] = {}
+    _add_supported_quantized_objects(custom)
+    try:
+        return keras.models.load_model(path, custom_objects=custom, compile=False)
+    except Exception as exc:  # Keras raises many types for a bad file; say which file and why.
+        raise ByoModelError(f"{path}: not a readable Keras model ({type(exc).__name__}: {exc})") from exc
+
+
+def is_qkeras(model: keras.Model) -> bool:
+    """Whether the model has QKeras layers (it is imported with its quantizers, no post-training quantization)."""
+    return any(type(layer).__name__.startswith("Q") for layer in model.layers)
+
+
+def _pool_ok(layer: keras.layers.Layer) -> str | None:
+    """Why a pooling layer cannot be taken (None: it can)."""
+    pool, strides = tuple(layer.pool_size), tuple(layer.strides)
+    if layer.padding != "valid":
+        h, w = layer.input_shape[1:3]
+        if not (pool == strides and h % pool[0] == 0 and w % pool[1] == 0):
+            return "padding 'same' that pads (hls4ml pools without padding); use padding='valid'"
+    if type(layer).__name__ == "AveragePooling2D":
+        n = pool[0] * pool[1]
+        if n & (n - 1):
+            return f"averages {n} values; only a power of two divides exactly in fixed point"
+    return None
+
+
 def check_float_model(model: keras.Model) -> None:
-    """Refuse what the overlay cannot run, naming the layer (see :data:`SUPPORTED`)."""
+    """Refuse what the overlay cannot run, naming the layer and what to do (see :data:`SUPPORTED`)."""
     if not isinstance(model, keras.Model) or not getattr(model, "_is_graph_network", False):
         raise ByoModelError("only functional or Sequential Keras models can be imported")
     shape = tuple(model.input_shape[1:])
@@ -113,8 +219,8 @@ def check_float_model(model: keras.Model) -> None:
         kind = type(layer).__name__
         if kind.startswith("Q"):
             raise ByoModelError(
-                f"{layer.name}: {kind} is a QKeras layer; a quantization-aware model is built with "
-                "`python -m hls_build bundle --model-dir` directly"
+                f"{layer.name}: {kind} is a QKeras layer; a QKeras model is imported as trained, with its "
+                "quantizers (`python -m hls_build import` does so by itself; see import_qkeras_model)"
             )
         act = getattr(layer, "activation", None)
         act_name = getattr(act, "__name__", str(act)) if act is not None else None
@@ -122,19 +228,44 @@ def check_float_model(model: keras.Model) -> None:
             ok = act_name in ("linear", "relu") or (act_name == "softmax" and layer is last)
             if not ok:
                 raise ByoModelError(f"{layer.name}: activation {act_name!r} is not supported; supported: {SUPPORTED}")
-            if kind == "Conv2D" and (layer.dilation_rate != (1, 1) or layer.groups != 1):
-                raise ByoModelError(f"{layer.name}: dilated or grouped convolutions are not supported")
+            if kind == "Conv2D" and (tuple(layer.dilation_rate) != (1, 1) or layer.groups != 1):
+                raise ByoModelError(f"{layer.name}: dilated or grouped convolutions are not supported; use Conv2D "
+                                    "with dilation_rate=1, groups=1")  # fmt: skip
+            if kind == "Dense" and len(layer.input_shape) != 2:
+                raise ByoModelError(f"{layer.name}: a Dense layer on a {len(layer.input_shape) - 1}-D input; "
+                                    "Flatten (or pool) before it")  # fmt: skip
         elif kind == "Activation":
             if act_name not in ("relu", "linear") and not (act_name == "softmax" and layer is last):
                 raise ByoModelError(f"{layer.name}: activation {act_name!r} is not supported; supported: {SUPPORTED}")
         elif kind == "ReLU":
             if layer.max_value is not None or float(layer.negative_slope) != 0 or float(layer.threshold) != 0:
-                raise ByoModelError(f"{layer.name}: only a plain ReLU is supported (no max, slope or threshold)")
+                raise ByoModelError(f"{layer.name}: only a plain ReLU is supported (no max_value, slope or threshold: "
+                                    "hls4ml's quantized ReLU saturates at a power of two); use ReLU()")  # fmt: skip
         elif kind == "Softmax":
             if layer is not last:
                 raise ByoModelError(f"{layer.name}: softmax is supported only as the last layer")
-        elif kind not in ("InputLayer", "BatchNormalization", "Add", "GlobalAveragePooling2D", *_PASS_THROUGH):
-            raise ByoModelError(f"{layer.name}: {kind} is not supported by the overlay; supported: {SUPPORTED}")
+        elif kind in ("MaxPooling2D", "AveragePooling2D"):
+            why = _pool_ok(layer)
+            if why:
+                raise ByoModelError(f"{layer.name}: {kind} {why}")
+        elif kind in ("GlobalAveragePooling2D", "GlobalMaxPooling2D"):
+            if getattr(layer, "keepdims", False):
+                raise ByoModelError(f"{layer.name}: keepdims=True is not supported; use the default")
+            n = int(np.prod(layer.input_shape[1:3]))
+            if kind == "GlobalAveragePooling2D" and n & (n - 1):
+                raise ByoModelError(f"{layer.name}: averages {n} values; only a power of two divides exactly in fixed "
+                                    "point (pool a 2^k x 2^l map, e.g. after 'valid' or strided layers)")  # fmt: skip
+        elif kind == "Concatenate":
+            if layer.axis not in (-1, len(layer.input_shape[0]) - 1):
+                raise ByoModelError(f"{layer.name}: Concatenate on axis {layer.axis}; only the channel (last) axis")
+        elif kind == "BatchNormalization":
+            src = _inbound_layers(layer)
+            if len(src) != 1 or type(src[0]).__name__ not in ("Conv2D", "Dense"):
+                raise ByoModelError(f"{layer.name}: BatchNormalization must follow a Conv2D or Dense layer (it is "
+                                    "folded into it); a free-standing one has no exact fixed-point form")  # fmt: skip
+        elif kind not in (*_KEPT, *_PASS_THROUGH):
+            advice = _ADVICE.get(kind, f"supported: {SUPPORTED}")
+            raise ByoModelError(f"{layer.name}: {kind} is not supported by the overlay; {advice}")
 
 
 # ------------------------------------------------------------------------------------------------ graph surgery
@@ -158,44 +289,71 @@ def _qrelu_entry(name: str, source: str, bits: int, integer: int) -> dict[str, A
     }
 
 
-def _calibration_maxima(model: keras.Model, names: list[str], x: np.ndarray) -> dict[str, float]:
+def _calibration_ranges(
+    model: keras.Model, names: list[str], x: np.ndarray, calibration: str, percentile: float
+) -> dict[str, float]:
+    """Each named layer's output range on calibration images: its maximum, or a percentile of its positive values."""
     probe = keras.Model(model.input, [model.get_layer(n).output for n in names])
     outs = probe.predict(x, batch_size=250, verbose=0)
     outs = outs if isinstance(outs, list) else [outs]
-    return {n: float(np.max(o)) for n, o in zip(names, outs)}
+    if calibration == "max":
+        return {n: float(np.max(o)) for n, o in zip(names, outs)}
+    # Zeros (every negative input) would pull the percentile down: the ReLU's range is that of its positive outputs.
+    return {n: float(np.percentile(o[o > 0], percentile)) if np.any(o > 0) else 0.0 for n, o in zip(names, outs)}
 
 
-def quantize_float_model(
-    model: keras.Model,
-    calibration_x: np.ndarray,
-    input_scale: float = 255.0,
-    weight_bits: int = 8,
-    activation_bits: int = 8,
-    source: str = "",
-) -> tuple[keras.Model, PtqReport]:
-    """Post-training quantization of a float Keras model (see the module doc).
+def _image_readers(model: keras.Model) -> list[keras.layers.Layer]:
+    """The layers that compute on the image first: reached from the input through ZeroPadding2D only."""
+    readers, todo = [], [model.layers[0].name]
+    while todo:
+        name = todo.pop()
+        for layer in model.layers:
+            if name in [lyr.name for lyr in _inbound_layers(layer)]:
+                if type(layer).__name__ == "ZeroPadding2D":
+                    todo.append(layer.name)
+                else:
+                    readers.append(layer)
+    return readers
 
-    Args:
-        model: the float model (checked with :func:`check_float_model`).
-        calibration_x: calibration images as the model expects them (``pixel / input_scale``), NHWC float32.
-        input_scale: 255 or 256: the model's own input scaling.
-        weight_bits: kernel width (2..16).
-        activation_bits: ReLU output width (2..16).
-        source: where the model came from (recorded).
 
-    Returns:
-        The QKeras model (input: ``pixel / 256``) and the report (top-1 fields left for the caller to fill).
+def _fold_input(model: keras.Model, pre: InputPreprocessing, report: PtqReport) -> keras.Model:
+    """Fold the model's own input preprocessing into the layers that read the image (see the module doc).
 
-    Raises:
-        ByoModelError: an unsupported model or bad arguments.
+    The overlay's input is ``pixel / 256``; the model's is ``g[c] * (pixel / 256) + o[c]`` per channel. A
+    convolution (or dense layer) of that is one with kernel ``W * g[c]`` and bias ``b + sum W * o[c]``. The scale
+    commutes with zero padding; the offset does not: where a convolution zero-pads the image, the folded one pads
+    with ``-o/g`` in the model's units instead of 0. ``top1_float_input_folded`` measures what that changes.
     """
-    check_float_model(model)
-    if input_scale not in (255, 256):
-        raise ByoModelError(f"input_scale must be 255 or 256 (pixel / input_scale), got {input_scale}")
-    for what, bits in (("weight_bits", weight_bits), ("activation_bits", activation_bits)):
-        if not 2 <= bits <= 16:
-            raise ByoModelError(f"{what} must be in [2, 16], got {bits}")
-    report = PtqReport(source, float(input_scale), weight_bits, activation_bits, len(calibration_x))
+    gain, offset = pre.channel_gain_offset()
+    if np.all(gain == 1.0) and np.all(offset == 0.0):
+        return model
+    config = copy.deepcopy(model.get_config())
+    weights: dict[str, list[np.ndarray]] = {}
+    for layer in _image_readers(model):
+        kind = type(layer).__name__
+        if kind not in ("Conv2D", "Dense"):
+            raise ByoModelError(
+                f"{layer.name}: the image goes into a {kind}; input preprocessing can be folded only into a Conv2D "
+                "(or Dense) that reads the image (through ZeroPadding2D at most)"
+            )
+        w = layer.get_weights()
+        kernel = w[0].astype(np.float64)
+        bias = w[1].astype(np.float64) if layer.use_bias else np.zeros(kernel.shape[-1])
+        if kind == "Conv2D":
+            k_new = kernel * gain[None, None, :, None]
+            b_new = bias + np.einsum("hwco,c->o", kernel, offset)
+        else:  # a Dense on a flattened image: channel = index % 3
+            g, o = np.tile(gain, kernel.shape[0] // 3), np.tile(offset, kernel.shape[0] // 3)
+            k_new, b_new = kernel * g[:, None], bias + o @ kernel
+        entry = next(e for e in config["layers"] if e["name"] == layer.name)
+        entry["config"]["use_bias"] = True
+        weights[layer.name] = [k_new.astype(np.float32), b_new.astype(np.float32)]
+        report.input_folded_into.append(layer.name)
+    return rebuild(config, model, weights)
+
+
+def _split_activations(model: keras.Model, report: PtqReport) -> tuple[keras.Model, list[str]]:
+    """Drop Dropout, linear activations and the final softmax; split fused ReLUs off as their own layers."""
     config = _functional_config(model)
     last = model.layers[-1].name
     relus: list[str] = []  # names of the (float) layers whose output a quantized ReLU replaces / follows
@@ -237,6 +395,7 @@ def quantize_float_model(
             relus.append(relu_name)
             continue
         entries.append(entry)
+    _stringify_quantizers(config, model)
     # Consumers of a split layer now read its ReLU; the ReLU itself reads the layer.
     split = {v: k for k, v in renames.items() if v.endswith("_relu") and k + "_relu" == v}
     config["layers"] = entries
@@ -251,30 +410,66 @@ def quantize_float_model(
     for ref in config["output_layers"]:
         while ref[0] in renames:
             ref[0] = renames[ref[0]]
-    float_model = rebuild(config, model)
+    return rebuild(config, model), relus
 
-    # The overlay's input is pixel / 256; a model trained on pixel / 255 sees x * 256/255: fold that into the
-    # first layers that read the image (a linear scale commutes with zero padding).
-    if input_scale != 256:
-        image = float_model.layers[0].name
-        for layer in float_model.layers:
-            if image in [lyr.name for lyr in _inbound_layers(layer)]:
-                if type(layer).__name__ not in ("Conv2D", "Dense"):
-                    raise ByoModelError(f"{layer.name}: with input_scale {input_scale} the image must go straight "
-                                        "into a Conv2D or Dense layer")  # fmt: skip
-                w = layer.get_weights()
-                layer.set_weights([w[0] * (256.0 / input_scale), *w[1:]])
+
+def quantize_float_model(
+    model: keras.Model,
+    calibration_pixels: np.ndarray,
+    preprocessing: InputPreprocessing | None = None,
+    weight_bits: int = 8,
+    activation_bits: int = 8,
+    source: str = "",
+    calibration: str = "max",
+    percentile: float = 99.99,
+) -> tuple[keras.Model, PtqReport]:
+    """Post-training quantization of a float Keras model (see the module doc).
+
+    Args:
+        model: the float model (checked with :func:`check_float_model`).
+        calibration_pixels: uint8 NHWC calibration images (training images).
+        preprocessing: the model's own input (default: ``pixel / 255``); folded into the first layers.
+        weight_bits: kernel width (2..16).
+        activation_bits: ReLU output width (2..16).
+        source: where the model came from (recorded).
+        calibration: each ReLU's range from its ``"max"`` on the calibration images, or a ``"percentile"`` of its
+            positive outputs (larger values saturate).
+        percentile: the percentile for ``"percentile"`` (0 < p <= 100).
+
+    Returns:
+        The QKeras model (input: ``pixel / 256``) and the report (top-1 fields left for the caller to fill).
+
+    Raises:
+        ByoModelError: an unsupported model or bad arguments.
+    """
+    check_float_model(model)
+    pre = preprocessing or InputPreprocessing()
+    for what, bits in (("weight_bits", weight_bits), ("activation_bits", activation_bits)):
+        if not 2 <= bits <= 16:
+            raise ByoModelError(f"{what} must be in [2, 16], got {bits}")
+    if calibration not in CALIBRATIONS:
+        raise ByoModelError(f"calibration must be one of {', '.join(CALIBRATIONS)}, got {calibration!r}")
+    if calibration == "percentile" and not 0 < percentile <= 100:
+        raise ByoModelError(f"percentile must be in (0, 100], got {percentile}")
+    report = PtqReport(source, float(pre.scale), weight_bits, activation_bits, len(calibration_pixels))
+    report.input_preprocessing = pre.to_dict()
+    report.calibration = calibration
+    report.percentile = percentile if calibration == "percentile" else None
+    float_model, relus = _split_activations(model, report)
+    # The overlay's input is pixel / 256: fold the model's own preprocessing into the layers that read the image.
+    float_model = _fold_input(float_model, pre, report)
 
     # Activation ranges on calibration images (as the overlay streams them: pixel / 256).
-    maxima = _calibration_maxima(float_model, relus, calibration_x * (input_scale / 256.0)) if relus else {}
+    x_cal = calibration_pixels.astype(np.float32) / np.float32(256.0)
+    ranges = _calibration_ranges(float_model, relus, x_cal, calibration, percentile) if relus else {}
     config = copy.deepcopy(float_model.get_config())
     for i, entry in enumerate(config["layers"]):
-        if entry["name"] in maxima:
-            integer = max(integer_bits_for(maxima[entry["name"]], signed=False), 0)
+        if entry["name"] in ranges:
+            integer = max(integer_bits_for(ranges[entry["name"]], signed=False), 0)
             integer = min(integer, activation_bits)
             report.activations[entry["name"]] = {
                 "type": f"ap_ufixed<{activation_bits},{integer}>",
-                "calibration_max": maxima[entry["name"]],
+                "calibration_max": ranges[entry["name"]],
             }
             q = _qrelu_entry(entry["name"], entry["inbound_nodes"][0][0][0], activation_bits, integer)
             config["layers"][i] = q
@@ -289,50 +484,113 @@ def quantize_float_model(
 
 
 def _quantize_remaining(model: keras.Model, weight_bits: int, report: PtqReport) -> keras.Model:
-    """Turn every still-float Conv2D/Dense into QConv2D/QDense with derived kernel and bias formats."""
-    config = copy.deepcopy(model.get_config())
-    fx = tensor_frac_bits(model)
-    weights: dict[str, list[np.ndarray]] = {}
-    for entry in config["layers"]:
-        kind = entry["class_name"]
-        if kind not in ("Conv2D", "Dense"):
-            continue
-        layer = model.get_layer(entry["name"])
-        src = _inbound_layers(layer)[0].name
-        in_frac = fx.get(src)
-        if in_frac is None:
-            raise ByoModelError(f"{layer.name}: its input {src!r} has no fixed-point format")
-        w = layer.get_weights()
-        kernel = w[0].astype(np.float64)
-        bias = w[1].astype(np.float64) if layer.use_bias else np.zeros(kernel.shape[-1])
-        w_int = max(integer_bits_for(float(np.max(np.abs(kernel)))), 1)
-        b_frac = in_frac + weight_bits - w_int
-        b_int = max(integer_bits_for(float(np.max(np.abs(bias)))), 1)
-        b_bits = min(b_int + b_frac, 32)
-        to_quantized_entry(entry, (weight_bits, w_int), (b_bits, b_int))
-        weights[entry["name"]] = [_quantize(kernel, weight_bits, w_int), _quantize(bias, b_bits, b_int)]
-        report.kernels[entry["name"]] = {
-            "kernel": f"ap_fixed<{weight_bits},{w_int}>",
-            "bias": f"ap_fixed<{b_bits},{b_int}>",
-            "folded": None,
-        }
-    return rebuild(config, model, weights) if weights else model
+    """Turn every still-float Conv2D/Dense into QConv2D/QDense with derived kernel and bias formats.
+
+    In rounds: a layer whose input's format depends on another float layer (a convolution after a Reshape of a
+    float convolution, a Concatenate of one) waits until that one has its format.
+    """
+    while True:
+        config = copy.deepcopy(model.get_config())
+        fx = tensor_frac_bits(model)
+        weights: dict[str, list[np.ndarray]] = {}
+        waiting: list[str] = []
+        for entry in config["layers"]:
+            if entry["class_name"] not in ("Conv2D", "Dense"):
+                continue
+            layer = model.get_layer(entry["name"])
+            in_frac = fx.get(_inbound_layers(layer)[0].name)
+            if in_frac is None:
+                waiting.append(layer.name)
+                continue
+            w = layer.get_weights()
+            kernel = w[0].astype(np.float64)
+            bias = w[1].astype(np.float64) if layer.use_bias else np.zeros(kernel.shape[-1])
+            w_int = max(integer_bits_for(float(np.max(np.abs(kernel)))), 1)
+            b_frac = in_frac + weight_bits - w_int
+            b_int = max(integer_bits_for(float(np.max(np.abs(bias)))), 1)
+            b_bits = min(b_int + b_frac, 32)
+            to_quantized_entry(entry, (weight_bits, w_int), (b_bits, b_int))
+            weights[entry["name"]] = [_quantize(kernel, weight_bits, w_int), _quantize(bias, b_bits, b_int)]
+            report.kernels[entry["name"]] = {
+                "kernel": f"ap_fixed<{weight_bits},{w_int}>",
+                "bias": f"ap_fixed<{b_bits},{b_int}>",
+                "folded": None,
+            }
+        if weights:
+            model = rebuild(config, model, weights)
+        if not waiting:
+            return model
+        if not weights:
+            layer = model.get_layer(waiting[0])
+            raise ByoModelError(
+                f"{layer.name}: its input {_inbound_layers(layer)[0].name!r} has no fixed-point format (a layer "
+                f"this import cannot quantize before it; supported: {SUPPORTED})"
+            )
+
+
+def _top1(model: keras.Model, x: np.ndarray, labels: np.ndarray) -> float:
+    return float(np.mean(model.predict(x, batch_size=500, verbose=0).argmax(1) == labels))
+
+
+def finetune(q_model: keras.Model, pixels: np.ndarray, labels: np.ndarray, epochs: int, seed: int = 0) -> keras.Model:
+    """Short quantization-aware fine-tuning of the quantized model (its quantizers and formats unchanged).
+
+    Adam at a small learning rate on the training images (pixel / 256, random flips), straight-through gradients
+    through QKeras's quantizers; the formats stay those the quantization chose, so the exact-type derivation and
+    the gate apply unchanged.
+    """
+    from training.keras_compat import tf
+
+    keras.utils.set_random_seed(seed)
+    x = pixels.astype(np.float32) / np.float32(256.0)
+    ds = tf.data.Dataset.from_tensor_slices((x, labels.astype(np.int32))).shuffle(len(x), seed=seed)
+    ds = ds.map(lambda a, y: (tf.image.random_flip_left_right(a), y)).batch(64)
+    loss = keras.losses.SparseCategoricalCrossentropy(from_logits=True)
+    q_model.compile(keras.optimizers.Adam(1e-4), loss)
+    q_model.fit(ds, epochs=epochs, verbose=0)
+    return q_model
 
 
 def import_float_model(
     model_path: str | Path,
     out_dir: str | Path,
-    input_scale: float = 255.0,
+    input_scale: float | None = None,
     weight_bits: int = 8,
     activation_bits: int = 8,
     calibration_images: int = 1000,
     test_images: int = 10_000,
     cifar10_dir: str | None = None,
+    input_mean: tuple[float, float, float] | None = None,
+    input_std: tuple[float, float, float] | None = None,
+    calibration: str = "max",
+    percentile: float = 99.99,
+    finetune_epochs: int = 0,
+    finetune_images: int = 50_000,
 ) -> PtqReport:
     """Quantize a float model file and write a folder ``python -m hls_build bundle --model-dir`` takes.
 
     Writes ``model.h5`` (the QKeras model), ``config.json`` (model id, preprocessing), ``metrics.json``
-    (``test_top1_max``: the quantized top-1) and ``ptq_report.json`` (formats, ranges, top-1 before and after).
+    (``test_top1_max``: the quantized top-1) and ``ptq_report.json`` (formats, ranges, top-1 before and after, per
+    calibration option tried).
+
+    Args:
+        model_path: the float Keras model file.
+        out_dir: the folder to write (replaced when it exists).
+        input_scale: the model's own input is ``pixel / input_scale`` (1: raw pixels; default 255, and 256 for a
+            QKeras model) ...
+        input_mean: ... minus this per channel (R, G, B) ...
+        input_std: ... divided by this per channel (see :class:`InputPreprocessing`).
+        weight_bits: kernel width.
+        activation_bits: ReLU output width.
+        calibration_images: training images the ranges are measured on.
+        test_images: test images for the top-1 figures.
+        cifar10_dir: CIFAR-10 folder (default: the usual search).
+        percentile: for ``"percentile"``/``"best"``.
+        finetune_images: training images the fine-tuning uses.
+        calibration: ``"max"``, ``"percentile"``, or ``"best"``: both, keeping the one with the higher top-1 on
+            2,000 held-out training images (never the test images; the test top-1 of each is only reported).
+        finetune_epochs: when > 0, quantization-aware fine-tuning of the chosen quantized model for this many
+            epochs on ``finetune_images`` training images (:func:`finetune`).
 
     Raises:
         ByoModelError: see :func:`load_float_model` and :func:`quantize_float_model`.
@@ -341,58 +599,244 @@ def import_float_model(
     from board.cifar10 import load_split
     from training.data import preprocess, preprocessing_spec
 
+    if is_qkeras(load_model_file(model_path)):
+        scale = 256.0 if input_scale is None else input_scale
+        return import_qkeras_model(model_path, out_dir, scale, test_images, cifar10_dir, input_mean, input_std)
+    pre = InputPreprocessing(255.0 if input_scale is None else float(input_scale), input_mean, input_std)
     model = load_float_model(model_path)
     if calibration_images < 1:
         raise ByoModelError(f"calibration_images must be >= 1, got {calibration_images}")
-    train = load_split("train", cifar10_dir).head(calibration_images)
-    calib = train.images.astype(np.float32) / float(input_scale)
-    q_model, report = quantize_float_model(
-        model, calib, input_scale, weight_bits, activation_bits, source=str(Path(model_path).resolve())
-    )
+    if finetune_epochs < 0:
+        raise ByoModelError(f"finetune_epochs must be >= 0, got {finetune_epochs}")
+    choices = CALIBRATIONS if calibration == "best" else (calibration,)
+    train = load_split("train", cifar10_dir)
+    calib = train.images[:calibration_images]
+    # Held-out training images (after the calibration ones) choose between calibration options.
+    held = train.images[-2000:], train.labels[-2000:]
     test = load_split("test", cifar10_dir).head(test_images)
-    y_float = model.predict(test.images.astype(np.float32) / float(input_scale), batch_size=500, verbose=0)
-    y_q = q_model.predict(preprocess(test.images), batch_size=500, verbose=0)
+    x_test = preprocess(test.images)
+    y_float = model.predict(pre.apply(test.images), batch_size=500, verbose=0)
+    source = str(Path(model_path).resolve())
+    tried: list[tuple[float, keras.Model, PtqReport]] = []
+    options = []
+    for choice in choices:
+        q, rep = quantize_float_model(model, calib, pre, weight_bits, activation_bits, source, choice, percentile)
+        held_top1 = _top1(q, preprocess(held[0]), held[1])
+        options.append({"calibration": choice, "percentile": rep.percentile, "top1_heldout_train": held_top1,
+                        "top1_test": _top1(q, x_test, test.labels)})  # fmt: skip
+        tried.append((held_top1, q, rep))
+    _, q_model, report = max(tried, key=lambda t: t[0])
+    report.options = options
+    float_folded, _ = _split_activations(model, PtqReport("", 0, 0, 0, 0))
+    float_folded = _fold_input(float_folded, pre, PtqReport("", 0, 0, 0, 0))
+    report.top1_float_input_folded = _top1(float_folded, x_test, test.labels)
+    if finetune_epochs:
+        report.top1_before_finetune = _top1(q_model, x_test, test.labels)
+        q_model = finetune(q_model, train.images[:finetune_images], train.labels[:finetune_images], finetune_epochs)
+        report.finetune_epochs = finetune_epochs
+    y_q = q_model.predict(x_test, batch_size=500, verbose=0)
     report.top1_float = float(np.mean(y_float.argmax(1) == test.labels))
     report.top1_quantized = float(np.mean(y_q.argmax(1) == test.labels))
     report.agreement = float(np.mean(y_float.argmax(1) == y_q.argmax(1)))
     report.test_images = len(test)
 
     out = Path(out_dir)
+    model_id = _slug(out.name)  # the folder's name, as for a training folder
+    config = {"model_id": model_id, "source": report.source, "preprocessing": preprocessing_spec(),
+              "source_preprocessing": {**pre.to_dict(), "folded_into": report.input_folded_into},
+              "method": "post-training quantization"}  # fmt: skip
+    metrics = {"test_top1_max": report.top1_quantized, "test_top1_float": report.top1_float,
+               "test_images": report.test_images, "epochs": finetune_epochs or None}  # fmt: skip
+    _write_folder(out, q_model, config, metrics, report)
+    return report
+
+
+# --------------------------------------------------------------------------------------------- QKeras, as trained
+_Q_LAYERS = ("QConv2D", "QDense", "QConv2DBatchnorm", "QActivation")
+
+
+def check_qkeras_model(model: keras.Model) -> None:
+    """Refuse a QKeras model the overlay cannot compute exactly, naming the layer and what to do.
+
+    Every kernel, bias and activation must have a fixed-point quantizer (``quantized_bits`` with ``alpha=1``,
+    ``quantized_relu``): the exact-type derivation starts from them. Float Conv2D/Dense/ReLU layers have none.
+    """
+    from hls_build.fold import quantizer_format
+
+    shape = tuple(model.input_shape[1:])
+    if shape != (32, 32, 3):
+        raise ByoModelError(f"model input is {shape}; the CIFAR-10 overlay streams 32x32x3 images")
+    if model.output_shape[-1] != 10:
+        raise ByoModelError(f"model has {model.output_shape[-1]} outputs; CIFAR-10 has 10 classes")
+    last = model.layers[-1]
+    for layer in model.layers:
+        kind = type(layer).__name__
+        if kind in ("QConv2D", "QDense", "QConv2DBatchnorm"):
+            for what in ("kernel", "bias"):
+                q = getattr(layer, f"{what}_quantizer_internal", None)
+                if (what == "kernel" or layer.use_bias or kind == "QConv2DBatchnorm") and quantizer_format(q) is None:
+                    raise ByoModelError(
+                        f"{layer.name}: {what} quantizer {q} has no fixed-point format; use quantized_bits(bits, "
+                        "integer, alpha=1)"
+                    )
+            act = getattr(layer, "activation", None)
+            act_name = getattr(act, "__name__", str(act)) if act is not None else "linear"
+            if act_name not in ("linear", "None") and not (act_name == "softmax" and layer is last):
+                raise ByoModelError(
+                    f"{layer.name}: activation {act_name!r} inside {kind}; put it in its own QActivation layer"
+                )
+            if kind != "QDense" and (tuple(layer.dilation_rate) != (1, 1) or getattr(layer, "groups", 1) != 1):
+                raise ByoModelError(f"{layer.name}: dilated or grouped convolutions are not supported")
+        elif kind == "QActivation":
+            if quantizer_format(layer.quantizer) is None:
+                raise ByoModelError(
+                    f"{layer.name}: activation {layer.quantizer} has no fixed-point format; use quantized_relu(bits, "
+                    "integer) or quantized_bits(bits, integer, alpha=1)"
+                )
+        elif kind.startswith("Q"):
+            raise ByoModelError(
+                f"{layer.name}: {kind} is not supported; supported QKeras layers: {', '.join(_Q_LAYERS)}"
+            )
+        elif kind in ("Conv2D", "Dense", "ReLU") or (
+            kind == "Activation" and layer.get_config()["activation"] == "relu"
+        ):
+            raise ByoModelError(
+                f"{layer.name}: a float {kind} in a QKeras model has no fixed-point format; quantize it (QConv2D, "
+                "QDense, QActivation('quantized_relu(8,3)')), or import a float model for post-training quantization"
+            )
+        elif kind in ("Activation", "Softmax"):
+            act = layer.get_config().get("activation", "softmax")
+            if act != "linear" and not (act == "softmax" and layer is last):
+                raise ByoModelError(
+                    f"{layer.name}: activation {act!r} is not supported (softmax only as the last layer)"
+                )
+        elif kind == "BatchNormalization":
+            src = _inbound_layers(layer)
+            if len(src) != 1 or type(src[0]).__name__ not in ("QConv2D", "QDense"):
+                raise ByoModelError(f"{layer.name}: BatchNormalization must follow a QConv2D or QDense (it is folded "
+                                    "into it) or be trained folded (QConv2DBatchnorm)")  # fmt: skip
+        elif kind in ("MaxPooling2D", "AveragePooling2D"):
+            why = _pool_ok(layer)
+            if why:
+                raise ByoModelError(f"{layer.name}: {kind} {why}")
+        elif kind not in (*_KEPT, *_PASS_THROUGH):
+            advice = _ADVICE.get(kind, f"supported: {', '.join(_Q_LAYERS)}, {SUPPORTED}")
+            raise ByoModelError(f"{layer.name}: {kind} is not supported by the overlay; {advice}")
+
+
+def _scale_first_layers_exactly(model: keras.Model, pre: InputPreprocessing, folded: list[str]) -> keras.Model:
+    """Fold a power-of-two input scale into the first quantized layers without changing any value.
+
+    The overlay streams ``pixel / 256``; a model trained on ``pixel / 2^m`` sees ``2^(8-m)`` times it. Scaling the
+    kernel by that power of two and giving its quantizer as many more integer bits represents exactly the values
+    it had, scaled: the first layer computes what it computed in training.
+    """
+    from hls_build.fold import _qbits_config, quantizer_format
+
+    if pre.mean is not None or pre.std is not None:
+        raise ByoModelError(
+            "a QKeras model is imported as trained: a mean/std cannot be folded into its quantized first layer "
+            "without re-rounding it; fold it into the first layer's weights before training, or train on pixel / 256"
+        )
+    k = math.log2(256.0 / pre.scale)
+    if k != int(k):
+        raise ByoModelError(
+            f"a QKeras model is imported as trained: input pixel / {pre.scale:g} is not pixel / 256 times a power of "
+            "two, so the first layer's quantized weights would have to be rounded again; train on pixel / 256 "
+            "(or pixel / 2^m, e.g. --input-scale 1 for raw pixels)"
+        )
+    k = int(k)
+    if k == 0:
+        return model
+    config = copy.deepcopy(model.get_config())
+    weights: dict[str, list[np.ndarray]] = {}
+    for layer in _image_readers(model):
+        kind = type(layer).__name__
+        if kind not in ("QConv2D", "QDense", "QConv2DBatchnorm"):
+            raise ByoModelError(f"{layer.name}: the image goes into a {kind}; the input scale can be folded only into "
+                                "a QConv2D/QDense/QConv2DBatchnorm that reads it")  # fmt: skip
+        bits, integer, _ = quantizer_format(layer.kernel_quantizer_internal)
+        entry = next(e for e in config["layers"] if e["name"] == layer.name)
+        entry["config"]["kernel_quantizer"] = _qbits_config(bits, integer + k)
+        w = layer.get_weights()
+        weights[layer.name] = [w[0] * np.float32(2.0**k), *w[1:]]
+        folded.append(layer.name)
+    _stringify_quantizers(config, model)
+    return rebuild(config, model, weights)
+
+
+def _stringify_quantizers(config: dict[str, Any], model: keras.Model) -> None:
+    """QKeras parses quantizers given as strings; a live config's dicts do not deserialize outside load_qmodel."""
+    for entry in config["layers"]:
+        if entry["class_name"].startswith("Q") and entry["name"] in [lyr.name for lyr in model.layers]:
+            layer = model.get_layer(entry["name"])
+            for key in ("kernel_quantizer", "bias_quantizer", "activation"):
+                q = getattr(layer, "quantizer" if key == "activation" else f"{key}_internal", None)
+                if isinstance(entry["config"].get(key), dict) and q is not None:
+                    entry["config"][key] = str(q)
+
+
+def import_qkeras_model(
+    model_path: str | Path,
+    out_dir: str | Path,
+    input_scale: float = 256.0,
+    test_images: int = 10_000,
+    cifar10_dir: str | None = None,
+    input_mean: tuple[float, float, float] | None = None,
+    input_std: tuple[float, float, float] | None = None,
+) -> PtqReport:
+    """Import a QKeras model as trained: its quantizers kept, no post-training quantization.
+
+    Dropout and a final softmax are removed (the overlay streams logits; the argmax is unchanged); a power-of-two
+    input scale is folded into the first layer exactly (:func:`_scale_first_layers_exactly`). ``bundle`` then folds
+    BatchNormalization (``QConv2DBatchnorm`` as trained), derives every type and gates the firmware as for this
+    project's own models. Writes the same folder as :func:`import_float_model` (``ptq_report.json`` records
+    ``method: "qkeras as trained"`` and the top-1 of the source and of the imported model, which are equal).
+
+    Raises:
+        ByoModelError: see :func:`check_qkeras_model` and :func:`_scale_first_layers_exactly`.
+    """
+    from board.cifar10 import load_split
+    from training.data import preprocess, preprocessing_spec
+
+    pre = InputPreprocessing(float(input_scale), input_mean, input_std)
+    model = load_model_file(model_path)
+    check_qkeras_model(model)
+    report = PtqReport(str(Path(model_path).resolve()), float(pre.scale), 0, 0, 0)
+    report.input_preprocessing = pre.to_dict()
+    report.calibration = "none (QKeras quantizers as trained)"
+    imported, _ = _split_activations(model, report)
+    imported = _scale_first_layers_exactly(imported, pre, report.input_folded_into)
+    test = load_split("test", cifar10_dir).head(test_images)
+    y_src = model.predict(pre.apply(test.images), batch_size=500, verbose=0)
+    y_imp = imported.predict(preprocess(test.images), batch_size=500, verbose=0)
+    report.top1_float = float(np.mean(y_src.argmax(1) == test.labels))  # the source (QKeras) model
+    report.top1_quantized = float(np.mean(y_imp.argmax(1) == test.labels))
+    report.agreement = float(np.mean(y_src.argmax(1) == y_imp.argmax(1)))
+    report.test_images = len(test)
+    out = Path(out_dir)
+    config = {"model_id": _slug(out.name), "source": report.source, "preprocessing": preprocessing_spec(),
+              "source_preprocessing": {**pre.to_dict(), "folded_into": report.input_folded_into},
+              "method": "qkeras as trained"}  # fmt: skip
+    metrics = {"test_top1_max": report.top1_quantized, "test_top1_source": report.top1_float,
+               "test_images": report.test_images, "epochs": None}  # fmt: skip
+    _write_folder(out, imported, config, metrics, report)
+    return report
+
+
+def _write_folder(out: Path, model: keras.Model, config: dict, metrics: dict, report: PtqReport) -> None:
+    """``model.h5``, ``config.json``, ``metrics.json``, ``ptq_report.json`` into ``out`` (replaced whole)."""
     staging = out.with_name(out.name + ".partial")
     staging.mkdir(parents=True, exist_ok=True)
-    q_model.save(staging / "model.h5", include_optimizer=False)
-    model_id = _slug(out.name)  # the folder's name, as for a training folder
-    (staging / "config.json").write_text(
-        json.dumps(
-            {
-                "model_id": model_id,
-                "source": report.source,
-                "preprocessing": preprocessing_spec(),
-                "method": "post-training quantization",
-            },
-            indent=2,
-        )
-        + "\n"  # fmt: skip
-    )
-    (staging / "metrics.json").write_text(
-        json.dumps(
-            {
-                "test_top1_max": report.top1_quantized,
-                "test_top1_float": report.top1_float,
-                "test_images": report.test_images,
-                "epochs": None,
-            },
-            indent=2,
-        )
-        + "\n"  # fmt: skip
-    )
+    model.save(staging / "model.h5", include_optimizer=False)
+    (staging / "config.json").write_text(json.dumps(config, indent=2) + "\n")
+    (staging / "metrics.json").write_text(json.dumps(metrics, indent=2) + "\n")
     (staging / "ptq_report.json").write_text(json.dumps(asdict(report), indent=2) + "\n")
     if out.exists():
         import shutil
 
         shutil.rmtree(out)
     staging.rename(out)
-    return report
 
 
 def _slug(text: str) -> str:
@@ -401,11 +845,30 @@ def _slug(text: str) -> str:
 
 def describe(report: PtqReport) -> str:
     """A short human-readable summary."""
+    if report.calibration.startswith("none"):
+        return "\n".join(
+            [
+                f"QKeras model {report.source} imported as trained (its quantizers kept; input "
+                f"{_describe_input(report.input_preprocessing)}"
+                + (
+                    f", scale folded exactly into {', '.join(report.input_folded_into)}"
+                    if report.input_folded_into
+                    else ""
+                )
+                + ")",
+                f"  removed: {', '.join(report.removed) or 'nothing'}",
+                f"top-1 on {report.test_images} test images: source {report.top1_float:.2%}, imported "
+                f"{report.top1_quantized:.2%} (argmax agreement {report.agreement:.2%})",
+            ]
+        )
     lines = [
-        f"post-training quantization of {report.source} (input pixel/{report.input_scale:g}, "
+        f"post-training quantization of {report.source} (input {_describe_input(report.input_preprocessing)}, "
         f"weights {report.weight_bits} bits, activations {report.activation_bits} bits, "
-        f"ranges from {report.calibration_images} training images)"
+        f"ranges ({report.calibration}{'' if report.percentile is None else f' {report.percentile:g}'}) from "
+        f"{report.calibration_images} training images)"
     ]
+    if report.input_folded_into:
+        lines.append(f"  input preprocessing folded into {', '.join(report.input_folded_into)}")
     for name, a in report.activations.items():
         lines.append(f"  {name}: {a['type']} (calibration max {a['calibration_max']:.4g})")
     for name, k in report.kernels.items():
@@ -418,4 +881,21 @@ def describe(report: PtqReport) -> str:
             f"top-1 on {report.test_images} test images: float {report.top1_float:.2%}, quantized "
             f"{report.top1_quantized:.2%} (argmax agreement {report.agreement:.2%})"
         )
+    for o in report.options if len(report.options) > 1 else ():
+        lines.append(f"  calibration {o['calibration']}: top-1 {o['top1_heldout_train']:.2%} on held-out training "
+                     f"images, {o['top1_test']:.2%} on the test images")  # fmt: skip
+    if report.finetune_epochs:
+        lines.append(f"  fine-tuned {report.finetune_epochs} epochs: test top-1 {report.top1_before_finetune:.2%} "
+                     f"-> {report.top1_quantized:.2%}")  # fmt: skip
     return "\n".join(lines)
+
+
+def _describe_input(pre: dict[str, Any]) -> str:
+    if not pre:
+        return "pixel/255"
+    text = f"pixel/{pre['scale']:g}"
+    if pre.get("mean") is not None:
+        text = f"({text} - mean {pre['mean']})"
+    if pre.get("std") is not None:
+        text = f"{text} / std {pre['std']}"
+    return text

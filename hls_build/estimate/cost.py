@@ -428,6 +428,15 @@ def _elementwise_cost(layer: Layer, k: Coefficients) -> LayerCost:
         n = layer.attrs.get("n_elem", 0)
         px = n // max(chans, 1)
         label = f"Merge {layer.detail.get('merge_op', '')}"
+    elif op == "concat":
+        # concatenate1d/3d: each input word copied (and converted) into the output word, one word per cycle.
+        chans = out_stream_elems or 1
+        t2 = layer.types.get("in2", t_in)
+        r["LUT"] += chans / 2 * (_cast_lut(t_in, t_out) + _cast_lut(t2, t_out))
+        r["FF"] += chans * t_out.width
+        h, w = layer.attrs.get("n_elem1_0", 1) or 1, layer.attrs.get("n_elem1_1", 1) or 1
+        px = h * w if layer.attrs.get("n_elem1_1") else 2  # 3-D: one word per pixel; 1-D: one word per input
+        label = "Concatenate"
     elif op == "clone":
         chans = out_stream_elems or 1
         r["FF"] += chans * t_out.width

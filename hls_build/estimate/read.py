@@ -39,6 +39,8 @@ _OPS = {
     "global_pooling2d_cl": "global_pool",
     "pooling2d_cl": "pool2d",
     "repack_stream": "passthrough",
+    "concatenate1d": "concat",
+    "concatenate3d": "concat",
     "softmax": "softmax",
 }
 _ACTIVATIONS = ("relu", "linear", "relu6", "leaky_relu", "sigmoid", "tanh", "hard_sigmoid", "elu", "selu")
