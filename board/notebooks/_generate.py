@@ -176,10 +176,14 @@ FPGA_VS_CPU = [
         acc = report["accuracy"]
 
         print(f"FPGA engine: {report['engine']['name']} ({report['engine']['description']})")
-        shown = {k: "n/a" if acc[k] is None else f"{100 * acc[k]:.2f} %" for k in ("fpga_top1", "onnx_top1")}
-        print("top-1 FPGA", shown["fpga_top1"], "| ONNX Runtime", shown["onnx_top1"])
-        if report["onnx_unavailable"]:
-            print("ONNX Runtime:", report["onnx_unavailable"])
+        keys = ("fpga_top1", "onnx_top1", "onnx_int8_top1")
+        shown = {k: "n/a" if acc[k] is None else f"{100 * acc[k]:.2f} %" for k in keys}
+        print("top-1 FPGA", shown["fpga_top1"], "| ONNX float", shown["onnx_top1"], "| 8-bit", shown["onnx_int8_top1"])
+        ref = report["reference"]
+        print("CPU references:", ref["engine_description"] or "none ran", "on", ref["cpu"])
+        for kind, key in (("float", "onnx_unavailable"), ("8-bit", "onnx_int8_unavailable")):
+            if report[key]:
+                print(f"ONNX reference ({kind}) not available:", report[key])
         """
     ),
     _code(
