@@ -728,8 +728,11 @@ def _scale_first_layers_exactly(model: keras.Model, pre: InputPreprocessing, fol
     """Fold a power-of-two input scale into the first quantized layers without changing any value.
 
     The overlay streams ``pixel / 256``; a model trained on ``pixel / 2^m`` sees ``2^(8-m)`` times it. Scaling the
-    kernel by that power of two and giving its quantizer as many more integer bits represents exactly the values
-    it had, scaled: the first layer computes what it computed in training.
+    quantized kernel by that power of two and giving its quantizer as many more integer bits represents exactly the
+    values it had, scaled: the first layer computes what it computed in training. BatchNormalization is folded
+    first (``hls_build.fold``; a ``QConv2DBatchnorm`` becomes the ``QConv2D`` of the values it computes with), so
+    the scaled kernel is a plain quantized one; its type keeps at least 0 fractional bits (one more bit of width
+    where the scaled values are multiples of 2 or more; the values are the same).
     """
     from hls_build.fold import _qbits_config, quantizer_format
 
@@ -748,18 +751,24 @@ def _scale_first_layers_exactly(model: keras.Model, pre: InputPreprocessing, fol
     k = int(k)
     if k == 0:
         return model
+    from hls_build.fold import _kernel_values, fold_batchnorm, needs_folding
+
+    if needs_folding(model):
+        model, _ = fold_batchnorm(model)
     config = copy.deepcopy(model.get_config())
     weights: dict[str, list[np.ndarray]] = {}
     for layer in _image_readers(model):
         kind = type(layer).__name__
-        if kind not in ("QConv2D", "QDense", "QConv2DBatchnorm"):
+        if kind not in ("QConv2D", "QDense"):
             raise ByoModelError(f"{layer.name}: the image goes into a {kind}; the input scale can be folded only into "
                                 "a QConv2D/QDense/QConv2DBatchnorm that reads it")  # fmt: skip
         bits, integer, _ = quantizer_format(layer.kernel_quantizer_internal)
+        frac = max(bits - integer - k, 0)
         entry = next(e for e in config["layers"] if e["name"] == layer.name)
-        entry["config"]["kernel_quantizer"] = _qbits_config(bits, integer + k)
+        entry["config"]["kernel_quantizer"] = _qbits_config(integer + k + frac, integer + k)
+        kernel, _ = _kernel_values(layer)  # as quantized: scaled by 2^k, still on the (new) quantizer's grid
         w = layer.get_weights()
-        weights[layer.name] = [w[0] * np.float32(2.0**k), *w[1:]]
+        weights[layer.name] = [(kernel * 2.0**k).astype(np.float32), *w[1:]]
         folded.append(layer.name)
     _stringify_quantizers(config, model)
     return rebuild(config, model, weights)

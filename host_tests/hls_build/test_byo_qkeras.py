@@ -16,7 +16,7 @@ from training.keras_compat import keras
 L = keras.layers
 
 
-def qkeras_cnn(first: str = "QConv2DBatchnorm") -> keras.Model:
+def qkeras_cnn(first: str = "QConv2DBatchnorm", batchnorm: bool = True) -> keras.Model:
     """A small QKeras CNN as a QKeras user writes one (BN folded in training, then a QConv2D + BatchNormalization)."""
     from qkeras import QActivation, QConv2D, QConv2DBatchnorm, QDense
 
@@ -29,15 +29,16 @@ def qkeras_cnn(first: str = "QConv2DBatchnorm") -> keras.Model:
         x = QConv2D(8, 3, strides=2, padding="same", kernel_quantizer=q8, bias_quantizer=q8)(inp)
     x = QActivation("quantized_relu(8,3)")(x)
     x = QConv2D(8, 3, padding="same", kernel_quantizer=q8, bias_quantizer="quantized_bits(12,2,alpha=1)")(x)
-    x = L.BatchNormalization()(x)
+    if batchnorm:  # folded on import or bundle, and rounded again there: not bit for bit the trained model
+        x = L.BatchNormalization()(x)
     x = QActivation("quantized_relu(8,3)")(x)
     x = L.MaxPooling2D(2)(x)
     x = L.Flatten()(L.Dropout(0.1)(x))
     x = QDense(10, kernel_quantizer=q8, bias_quantizer=q8)(x)
     model = keras.Model(inp, L.Activation("softmax")(x))
     rng = np.random.default_rng(1)
-    bn = next(lyr for lyr in model.layers if isinstance(lyr, L.BatchNormalization))
-    bn.set_weights([w + rng.uniform(0.1, 0.5, w.shape).astype(np.float32) for w in bn.get_weights()])
+    for bn in [lyr for lyr in model.layers if isinstance(lyr, L.BatchNormalization)]:
+        bn.set_weights([w + rng.uniform(0.1, 0.5, w.shape).astype(np.float32) for w in bn.get_weights()])
     return model
 
 
@@ -48,15 +49,26 @@ def qkeras_file(tmp_path_factory):
     return path
 
 
-def test_qkeras_model_is_imported_as_trained_with_raw_pixels(qkeras_file, tmp_path, cifar10_dir):
+@pytest.fixture(scope="module")
+def qkeras_file_folded_bn(tmp_path_factory):
+    """Every BatchNormalization trained folded (QConv2DBatchnorm): the import is the trained model bit for bit."""
+    path = tmp_path_factory.mktemp("qk") / "qkeras_cnn_no_bn.h5"
+    qkeras_cnn(batchnorm=False).save(path)
+    return path
+
+
+def test_qkeras_model_is_imported_as_trained_with_raw_pixels(qkeras_file_folded_bn, tmp_path, cifar10_dir):
     from board.cifar10 import load_split
     from hls_build.ptq import load_model_file
     from training.data import preprocess
 
     # import_float_model sees the QKeras layers and takes this route by itself.
+    qkeras_file = qkeras_file_folded_bn
     report = import_float_model(qkeras_file, tmp_path / "qk", input_scale=1.0, test_images=300,
                                 cifar10_dir=str(cifar10_dir))  # fmt: skip
-    assert report.calibration.startswith("none") and report.input_folded_into == ["q_conv2d_batchnorm"]
+    assert report.calibration.startswith("none") and report.input_folded_into == [
+        "q_conv2d_batchnorm"
+    ]  # folded: a QConv2D
     assert report.agreement == 1.0 and report.top1_float == report.top1_quantized
     # Bit for bit: raw pixels through the trained model = pixel / 256 through the imported one (2^8 folded exactly).
     pixels = load_split("test", cifar10_dir).head(64).images
@@ -66,6 +78,12 @@ def test_qkeras_model_is_imported_as_trained_with_raw_pixels(qkeras_file, tmp_pa
     np.testing.assert_array_equal(imported.predict(preprocess(pixels), verbose=0),
                                   logits.predict(pixels.astype(np.float32), verbose=0))  # fmt: skip
     assert any("activation" in r for r in report.removed) and any("dropout" in r for r in report.removed)
+
+
+def test_separate_batchnorm_is_folded_and_measured(qkeras_file, tmp_path, cifar10_dir):
+    """A QConv2D + BatchNormalization pair is folded (rounded again): the import says what that cost."""
+    report = import_qkeras_model(qkeras_file, tmp_path / "qk", 1.0, 300, str(cifar10_dir))
+    assert report.agreement >= 0.9 and report.test_images == 300
 
 
 @pytest.mark.parametrize(
