@@ -168,7 +168,7 @@ def load_float_model(path: str | Path) -> keras.Model:
 
 
 def load_model_file(path: str | Path) -> keras.Model:
-    """Read a Keras model file (``.h5`` or ``.keras``; QKeras layers allowed), without checking it.
+    """Read a model file (Keras ``.h5``/``.keras``, QKeras layers allowed; or ``.onnx``), without checking it.
 
     Raises:
         ByoModelError: no such file, or not a model Keras (tf-keras, with QKeras's objects) can read.
@@ -178,6 +178,10 @@ def load_model_file(path: str | Path) -> keras.Model:
     path = Path(path)
     if not path.is_file():
         raise ByoModelError(f"{path}: no such model file")
+    if path.suffix.lower() == ".onnx":
+        from hls_build.onnx_import import onnx_to_keras
+
+        return onnx_to_keras(path)  # an NCHW (PyTorch) export, translated into the same float Keras model
     custom: dict[str, Any] = {}
     _add_supported_quantized_objects(custom)
     try:
@@ -480,6 +484,15 @@ def quantize_float_model(
     for f in folds:
         report.kernels[f.layer] = {"kernel": f.kernel_type, "bias": f.bias_type, "folded": f.batchnorm}
     out = _quantize_remaining(folded, weight_bits, report)
+    for name, k in report.kernels.items():
+        width, integer = (int(v) for v in k["kernel"].split("<")[1].rstrip(">").split(","))
+        if integer > width:
+            # A type with negative fractional bits: hls4ml's firmware did not compute such kernels as Keras does.
+            raise ByoModelError(
+                f"{name}: its kernel needs {integer} integer bits, more than --weight-bits {width} (weights this large "
+                "come from a small input scale folded in, e.g. --input-scale 1); import with --weight-bits "
+                f"{integer} or more"
+            )
     return out, report
 
 
