@@ -47,7 +47,12 @@ def bundle_dir(trained_model_dir, test_overlays, bundle_work_dir, test_split):
     # C-simulation checks that too: a fused ReLU with one lane (stem, RF = n_in * n_out) and with 8 lanes
     # (s1b1_conv1), and a result of the accumulator's own type (s1b1_conv2, before the Add).
     serial = {"stem_conv": 27 * 16, "s1b1_conv1": 2 * 144, "s1b1_conv2": 144 * 16}
-    settings = HlsSettings(layer_config={k: {"ReuseFactor": rf, "Strategy": "Resource"} for k, rf in serial.items()})
+    layer_config = {k: {"ReuseFactor": rf, "Strategy": "Resource"} for k, rf in serial.items()}
+    # Two layers' products bound (hls_build.bind), one to DSP48 and one to LUT fabric: the gate's C-simulation
+    # runs the bound product classes too.
+    layer_config["stem_conv"]["Multiplier"] = "dsp"
+    layer_config["s1b1_conv1"]["Multiplier"] = "fabric"
+    settings = HlsSettings(layer_config=layer_config)
     options = BuildOptions(
         settings=settings, gate_images=300, csim_images=60, min_agreement=0.98, keras_prediction_images=1000
     )

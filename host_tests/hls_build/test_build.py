@@ -140,6 +140,10 @@ def test_gate_records_per_layer_errors_and_the_first_layer_that_differs(bundle_d
     kernel = bundle_dir / m.hls["project_dir"] / "firmware" / "nnet_utils" / "nnet_dense_resource.h"
     assert SERIAL_CAST_MARKER in kernel.read_text()
     assert m.hls["layer_config"]["stem_conv"]["ReuseFactor"] == 27 * 16
+    # Two layers' products are bound (hls_build.bind): the C-simulation ran the bound product classes, exact too.
+    params = (bundle_dir / m.hls["project_dir"] / "firmware" / "parameters.h").read_text()
+    assert params.count("nnet::product::mult_dsp<x_T, y_T>") == 1 and params.count("mult_fabric<x_T, y_T>") == 1
+    assert m.hls["layer_config"]["stem_conv"]["Multiplier"] == "dsp"
     assert layers["s1b1_conv1"]["keras_layer"] == "s1b1_relu1" and layers["s1b1_conv2"]["max_abs_error"] == 0
     # Every layer is exact: no layer differs anywhere on the gate's images.
     assert m.metrics["first_layer_differing_from_keras"] is None
@@ -198,7 +202,10 @@ def test_resuming_at_a_step_gives_the_same_bundle(bundle_dir, bundle_work_dir, t
     serial = {"stem_conv": 27 * 16, "s1b1_conv1": 2 * 144, "s1b1_conv2": 144 * 16}
     from hls_build.config import HlsSettings
 
-    settings = HlsSettings(layer_config={k: {"ReuseFactor": rf, "Strategy": "Resource"} for k, rf in serial.items()})
+    layer_config = {k: {"ReuseFactor": rf, "Strategy": "Resource"} for k, rf in serial.items()}
+    layer_config["stem_conv"]["Multiplier"] = "dsp"  # as conftest.bundle_dir binds them
+    layer_config["s1b1_conv1"]["Multiplier"] = "fabric"
+    settings = HlsSettings(layer_config=layer_config)
     options = BuildOptions(
         settings=settings, gate_images=300, csim_images=60, min_agreement=0.98, keras_prediction_images=1000
     )
