@@ -170,3 +170,24 @@ def test_cli_bad_mean_exits_2(tmp_path):
     res = subprocess.run([sys.executable, "-m", "hls_build", "import", "--model", "x.h5", "--out", str(tmp_path / "o"),
                           "--input-scale", "1", "--input-mean", "1,2"], capture_output=True, text=True)  # fmt: skip
     assert res.returncode == 2 and "R,G,B" in res.stderr and not (tmp_path / "o").exists()
+
+
+def test_best_calibration_and_finetuning_are_reported(tmp_path, cifar10_dir):
+    keras.utils.set_random_seed(5)
+    inp = keras.Input((32, 32, 3))
+    x = L.MaxPooling2D(2)(L.Conv2D(8, 3, strides=2, padding="same", activation="relu")(inp))
+    keras.Model(inp, L.Dense(10)(L.GlobalAveragePooling2D()(x))).save(tmp_path / "small.h5")
+    report = import_float_model(tmp_path / "small.h5", tmp_path / "small", calibration="best", percentile=99.0,
+                                finetune_epochs=1, finetune_images=512, calibration_images=200, test_images=200,
+                                cifar10_dir=str(cifar10_dir))  # fmt: skip
+    saved = json.loads((tmp_path / "small" / "ptq_report.json").read_text())
+    assert [o["calibration"] for o in saved["options"]] == ["max", "percentile"]
+    assert saved["calibration"] in ("max", "percentile") and saved["finetune_epochs"] == 1
+    assert saved["top1_before_finetune"] is not None and saved["top1_quantized"] == report.top1_quantized
+    # The fine-tuned model keeps its formats: it still folds and derives exact types.
+    from hls_build.config import prepare_model
+    from hls_build.precision import derive_precisions
+    from training.train import load_trained_model
+
+    folded, _ = prepare_model(load_trained_model(tmp_path / "small" / "model.h5"))
+    assert not derive_precisions(folded).inexact
