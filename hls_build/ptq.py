@@ -182,6 +182,10 @@ def load_model_file(path: str | Path) -> keras.Model:
         from hls_build.onnx_import import onnx_to_keras
 
         return onnx_to_keras(path)  # an NCHW (PyTorch) export, translated into the same float Keras model
+    from hls_build.keras3_bridge import is_keras3_file, load_keras3_model
+
+    if path.suffix.lower() == ".keras" and is_keras3_file(path):
+        return load_keras3_model(path)  # written by Keras 3: rebuilt with tf-keras layers, same weights
     custom: dict[str, Any] = {}
     _add_supported_quantized_objects(custom)
     try:
