@@ -24,6 +24,9 @@ endif
 MODEL ?= resnet8
 QUANT ?= 8,3
 EPOCHS ?= 12
+# BatchNormalization folded into the quantized convolutions during training: the model trained is the model deployed
+# (results/resnet8_short_recipes: 80.36 % deployed vs 78.65 % folded after training, same 12 epochs). Empty: unfolded.
+TRAIN_ARGS ?= --fold-bn
 BOARD ?= pynq-z2
 N ?= 10000
 BATCH ?= 100
@@ -64,7 +67,7 @@ $(BOARD_VENV)/.done: requirements/board.txt
 
 # --- the pipeline: training -> hls_build -> overlays -> board -----------------------------------------------------
 $(MODEL_DIR)/model.h5: | $(HOST_VENV)/.done
-	$(HOST_PY) -m training train --model $(MODEL) --quant '<$(QUANT)>' --epochs $(EPOCHS) --out $(MODEL_DIR)
+	$(HOST_PY) -m training train --model $(MODEL) --quant '<$(QUANT)>' --epochs $(EPOCHS) $(TRAIN_ARGS) --out $(MODEL_DIR)
 
 # The fit planner picks per-layer ReuseFactor/Strategy/FIFO depths so the design fits the board by the
 # (pre-synthesis) estimate; the bundle is built with that plan.
