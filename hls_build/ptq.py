@@ -268,6 +268,10 @@ def check_float_model(model: keras.Model) -> None:
                 raise ByoModelError(f"{layer.name}: Concatenate on axis {layer.axis}; only the channel (last) axis")
         elif kind == "BatchNormalization":
             src = _inbound_layers(layer)
+            act = getattr(src[0], "activation", None) if len(src) == 1 else None
+            if act is not None and getattr(act, "__name__", "linear") != "linear":
+                raise ByoModelError(f"{layer.name}: BatchNormalization after {src[0].name}'s activation cannot be "
+                                    "folded into it; put the activation after the BatchNormalization")  # fmt: skip
             if len(src) != 1 or type(src[0]).__name__ not in ("Conv2D", "Dense"):
                 raise ByoModelError(f"{layer.name}: BatchNormalization must follow a Conv2D or Dense layer (it is "
                                     "folded into it); a free-standing one has no exact fixed-point form")  # fmt: skip

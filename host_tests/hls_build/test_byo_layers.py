@@ -150,6 +150,10 @@ def _with(layer_fn):
         (lambda: _with(L.AveragePooling2D(3)), r"averages 9 values"),
         (lambda: _with(L.MaxPooling2D(3, strides=2, padding="same")), r"padding='valid'"),
         (lambda: _with(lambda t: L.BatchNormalization()(L.ReLU()(t))), r"must follow a Conv2D or Dense"),
+        (
+            lambda: _with(lambda t: L.BatchNormalization()(L.Conv2D(4, 3, activation="relu")(t))),
+            r"put the activation after",
+        ),
         (lambda: _with(lambda t: L.Activation("sigmoid")(t)), r"activation 'sigmoid' is not supported"),
         (lambda: _with(lambda t: L.Conv2D(4, 3, dilation_rate=2)(t)), r"dilated"),
     ],
