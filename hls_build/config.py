@@ -87,6 +87,24 @@ def output_fixed_point(model: keras.Model, precisions: Precisions | None = None)
     return (precisions or derive_precisions(model)).output_fixed_point(model)
 
 
+def _pointwise_reuse_factor(layer: keras.layers.Layer, reuse_factor: int) -> int:
+    """The ReuseFactor to give a layer: for a 1x1 convolution, the valid one closest to ``reuse_factor``.
+
+    hls4ml 1.3 corrects an invalid ReuseFactor of a 1x1 convolution on the layer but writes the requested one into
+    the matrix-multiply config it derives for the pointwise kernel, which then names a kernel that does not exist
+    (``DenseResource_rf_gt_nin``: the C-simulation does not compile) when ``reuse_factor`` does not divide
+    ``n_in * n_out``. Choosing the valid one first, by hls4ml's own rule, gives what hls4ml meant to build.
+    """
+    kernel = getattr(layer, "kernel_size", None)
+    if kernel is None or tuple(kernel) != (1, 1) or "Conv2D" not in type(layer).__name__:
+        return reuse_factor
+    import hls4ml
+
+    backend = hls4ml.backends.get_backend("VivadoAccelerator")
+    valid = backend.get_valid_reuse_factors(int(layer.input_shape[-1]), int(layer.filters))
+    return reuse_factor if reuse_factor in valid else backend.get_closest_reuse_factor(valid, reuse_factor)
+
+
 def build_hls_config(model: keras.Model, settings: HlsSettings) -> dict[str, Any]:
     """The hls4ml ``hls_config`` dict for ``model``: the only place that writes hls4ml config keys.
 
@@ -115,7 +133,7 @@ def build_hls_config(model: keras.Model, settings: HlsSettings) -> dict[str, Any
         entry = layers.get(layer.name)
         if entry is None:
             continue
-        entry["ReuseFactor"] = settings.reuse_factor
+        entry["ReuseFactor"] = _pointwise_reuse_factor(layer, settings.reuse_factor)
         prec = entry.setdefault("Precision", {})
         if not isinstance(prec, dict):
             prec = entry["Precision"] = {"result": prec}

@@ -28,10 +28,10 @@ def every_kind_model() -> keras.Model:
     inp = keras.Input((32, 32, 3))
     x = L.ZeroPadding2D(1)(inp)
     x = L.Conv2D(6, 3, strides=2, padding="valid", activation="relu")(x)  # 16x16
-    a = L.Conv2D(2, 3, padding="same")(x)
+    a = L.Conv2D(4, 3, padding="same")(x)  # 10 channels into a 1x1 convolution: ReuseFactor 64 is invalid there
     a = L.BatchNormalization()(a)
     a = L.ReLU()(a)
-    c = L.Concatenate()([x, a])  # 16x16x8
+    c = L.Concatenate()([x, a])  # 16x16x10
     p = L.MaxPooling2D(2)(c)  # 8x8
     q = L.AveragePooling2D(2)(p)  # 4x4
     r = L.Conv2D(8, 1, activation="relu")(q)
