@@ -312,8 +312,15 @@ def conv_cost(
         per_in = max(rf, k.conv_latency_cycles_per_input)
         cycles = in_px * per_in + call_cycles
     first = ((fh - 1) * in_w + fw) * per_in + call_cycles
-    label = f"Conv2D {fh}x{fw} RF {rf} {strategy.capitalize()}"
+    label = f"Conv2D {fh}x{fw} RF {rf} {strategy.capitalize()}{_bound_label(detail)}"
     return LayerCost(layer.name, layer.op, label, r, int(cycles), int(first), detail)
+
+
+def _bound_label(detail: dict[str, Any]) -> str:
+    """`` mult DSP48`` / `` mult LUT`` for a layer whose products are bound (``hls_build.bind``), else nothing."""
+    if detail.get("multiplier_binding") in ("dsp", "fabric"):
+        return f" mult {detail['multiplier_kind']}"
+    return ""
 
 
 def _result_cast(layer: Layer, n_in: int, n_out: int, rf: int, strategy: str) -> tuple[float, float]:
@@ -351,7 +358,7 @@ def dense_cost(
     words_in = math.ceil(n_in / max(1, layer.attrs.get("in_elems", 1)))
     words_out = math.ceil(n_out / max(1, layer.attrs.get("out_elems", 1)))
     cycles = words_in + call_cycles + words_out
-    label = f"Dense RF {rf} {strategy.capitalize()}"
+    label = f"Dense RF {rf} {strategy.capitalize()}{_bound_label(detail)}"
     return LayerCost(layer.name, layer.op, label, r, int(cycles), int(cycles), detail)
 
 
