@@ -15,6 +15,9 @@ module makes the written project do it:
   * Vivado HLS (UG902, ``pragma HLS resource``): ``#pragma HLS RESOURCE variable=p core=DSP48`` or
     ``core=Mul_LUT``.
 
+  hls4ml 1.3's own templates bind only storage, in the Vivado HLS form (``#pragma HLS RESOURCE variable=weights
+  core=ROM_nP_BRAM`` in ``nnet_dense_resource.h``), and have no ``BIND_OP``; FINN's hlslib binds its products
+  with the same ``RESOURCE variable=<product> core=Mul_LUT|DSP48`` form used here for Vivado HLS.
   The bundle is written before the flow picks its HLS tool (``hls_build.vivado.tools.find_tools``), so both are
   emitted, chosen by the preprocessor: Vitis HLS defines ``__VITIS_HLS__``, Vivado HLS does not (g++ ignores
   both pragmas).
