@@ -320,9 +320,10 @@ def _open_reference(
 def cpu_name(running_on: str | None, machine: str | None = None) -> str:
     """The CPU the reference runs on, in words: the board's ARM core, or this machine."""
     machine = machine or platform.machine()
-    if running_on == "pynq-z2":
+    # The board's core only when this machine is that core's architecture (``--board`` can be forced on a host).
+    if running_on == "pynq-z2" and machine.lower().startswith("armv7"):
         return "the PYNQ-Z2's Cortex-A9"
-    if running_on == "zcu104":
+    if running_on == "zcu104" and machine.lower() == "aarch64":
         return "the ZCU104's Cortex-A53"
     return f"this host's CPU ({machine})"
 

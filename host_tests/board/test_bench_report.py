@@ -255,3 +255,12 @@ def test_engine_choice_follows_the_bundle(tmp_path):
         resolve_engine(without, "fast")
     with pytest.raises(InputError, match="engine must be one of"):
         resolve_engine(with_graph, "gpu")
+
+
+def test_the_reference_rows_name_the_cpu_only_where_it_is_that_core():
+    from board.bench import cpu_name
+
+    assert cpu_name("pynq-z2", "armv7l") == "the PYNQ-Z2's Cortex-A9"
+    assert cpu_name("zcu104", "aarch64") == "the ZCU104's Cortex-A53"
+    assert cpu_name("pynq-z2", "x86_64") == "this host's CPU (x86_64)"  # --board pynq-z2 forced on a host
+    assert cpu_name("host", "x86_64") == "this host's CPU (x86_64)"
