@@ -28,7 +28,7 @@ from typing import Any
 from training.experiment_tables import RunRecord, collect, summarize, write_summary
 from training.grid import Grid, GridError
 from training.sweep.driver import run_tasks
-from training.sweep.records import SweepMismatchError, fingerprint, jsonable
+from training.sweep.records import SweepMismatchError, fingerprint
 from training.sweep.schedulers import InlineScheduler, Scheduler
 from training.sweep.tasks import Outcome, SweepReport, Task
 
@@ -141,7 +141,7 @@ def training_tasks(grid: Grid, out_dir: str | os.PathLike, train_fn: Callable | 
             tasks.append(Task(
                 key=f"{cfg_id}/trial{trial}", fn=_train_task,
                 args=(resolved, str((out / rel).resolve()), int(grid.cpus_per_run), train_fn),
-                record_dir=rel, fingerprint=fingerprint({"config": asdict(cfg)}),
+                record_dir=rel, fingerprint=fingerprint({"config": cfg.record()}),
                 cpus=float(grid.cpus_per_run), gpus=float(grid.gpus_per_run), after=after,
                 meta={"config_id": cfg_id, "trial": trial, "seed": cfg.seed, "model_id": cfg.model_id},
             ))  # fmt: skip
@@ -157,7 +157,9 @@ def _adopt_finished_run(task: Task) -> dict | None:
         saved = json.loads((run_dir / "config.json").read_text()).get("config")
     except (OSError, ValueError):
         return None
-    if saved != json.loads(json.dumps(asdict(cfg), default=jsonable)):
+    from training.train import same_config
+
+    if not same_config(saved, cfg):
         return None
     log.info("%s: finished by an earlier sweep; recorded", task.key)
     return {"key": task.key, "fingerprint": task.fingerprint, **dict(task.meta), "result": _run_result(run_dir, None),

@@ -34,6 +34,9 @@ from board.errors import ProjectError
 
 #: Grid keys that say how runs are scheduled, not what they compute: changing them keeps the sweep the same.
 SCHEDULING_KEYS = ("cpus_per_run", "gpus_per_run", "retries")
+#: Keys added after sweeps were recorded, with their defaults: left out of a grid's identity while at them, so those
+#: sweeps keep resuming.
+LATER_KEYS = {"fold_bn": False, "bn_freeze_epoch": 0.0, "label_smoothing": 0.0}
 
 
 class GridError(ProjectError, ValueError):
@@ -52,7 +55,9 @@ class Grid:
         trials: runs per config; trial k uses seed ``seed + k``.
         teacher: ``auto`` (the same model and quant trained ``plain`` in this sweep, same trial) or a model.h5 path.
         epochs, recipe, batch_size, lr_peak, weight_decay, seed, kd_loss, kd_temperature, kd_alpha, skip_every_epochs,
-            train_limit, test_limit: passed to every run's ``TrainConfig``.
+            train_limit, test_limit, fold_bn, bn_freeze_epoch, label_smoothing: passed to every run's
+            ``TrainConfig`` (``fold_bn``: BatchNormalization folded into the convolutions in training; float configs
+            of the grid stay unfolded).
         cpus_per_run: CPUs each run asks for; also its TensorFlow threads (inline too), so a run computes the
             same numbers wherever it runs.
         gpus_per_run: GPUs each run asks for (Ray; fractions share a GPU).
@@ -77,6 +82,9 @@ class Grid:
     skip_every_epochs: int = 3
     train_limit: int = 0
     test_limit: int = 0
+    fold_bn: bool = False
+    bn_freeze_epoch: float = 0.0
+    label_smoothing: float = 0.0
     cpus_per_run: int = 1
     gpus_per_run: float = 0
     retries: int = 0
@@ -176,6 +184,9 @@ class Grid:
                                     skip_every_epochs=self.skip_every_epochs,
                                     train_limit=self.train_limit,
                                     test_limit=self.test_limit,
+                                    fold_bn=self.fold_bn and quant != "float",
+                                    bn_freeze_epoch=self.bn_freeze_epoch if self.fold_bn and quant != "float" else 0.0,
+                                    label_smoothing=self.label_smoothing,
                                 )  # fmt: skip
                             )
                         except (ValueError, KeyError) as exc:
@@ -186,7 +197,8 @@ class Grid:
 
 def grid_identity(grid: dict[str, Any]) -> dict[str, Any]:
     """The identity of a grid given as a dict (e.g. read from an older ``sweep.json``)."""
-    return json.loads(json.dumps({k: v for k, v in grid.items() if k not in SCHEDULING_KEYS}))
+    kept = {k: v for k, v in grid.items() if k not in SCHEDULING_KEYS and not (k in LATER_KEYS and v == LATER_KEYS[k])}
+    return json.loads(json.dumps(kept))
 
 
 def _yaml(text: str) -> Any:

@@ -288,9 +288,20 @@ def _config_record(cfg: TrainConfig) -> dict:
             "versions": tool_versions()}  # fmt: skip
 
 
-def _same_config(saved: dict, cfg: TrainConfig) -> bool:
+def same_config(saved: dict | None, cfg: TrainConfig) -> bool:
+    """Whether a recorded config (``config.json``'s ``config``) is ``cfg``'s.
+
+    Fields added later are compared only where set: a record with or without them at their defaults matches.
+    """
+    if not isinstance(saved, dict):
+        return False
+    saved = {k: v for k, v in saved.items() if not (k in _LATER_FIELDS and v == _LATER_FIELDS[k])}
     # JSON turns tuples into lists; compare through one JSON round-trip.
-    return saved.get("config") == json.loads(json.dumps(cfg.record()))
+    return saved == json.loads(json.dumps(cfg.record()))
+
+
+def _same_config(saved: dict, cfg: TrainConfig) -> bool:
+    return same_config(saved.get("config"), cfg)
 
 
 class _Checkpointer(keras.callbacks.Callback):

@@ -77,3 +77,24 @@ def test_bad_grid_is_refused_before_any_run(tmp_path, change, message):
     with pytest.raises(GridError, match=message):
         run_grid(Grid.from_dict({**TINY, **change}), tmp_path)
     assert not (tmp_path / "sweep.json").exists()
+
+
+def test_grid_with_folded_batchnorm_folds_the_quantized_configs_only_and_old_sweeps_keep_their_identity():
+    from training.grid import grid_identity
+    from training.sweep.records import fingerprint
+
+    grid = Grid.from_dict({"name": "g", "models": ["resnet8"], "quants": ["float", "<8,3>"], "fold_bn": True,
+                           "label_smoothing": 0.1})  # fmt: skip
+    runs = grid.runs()
+    assert runs["resnet8_q8_3_plain"][0].fold_bn and not runs["resnet8_float_plain"][0].fold_bn
+    assert runs["resnet8_float_plain"][0].label_smoothing == 0.1
+    # A grid (and its runs) without the later keys is what sweeps recorded before they existed.
+    plain = Grid.from_dict({"name": "g", "models": ["resnet8"], "quants": ["<8,3>"]})
+    assert "fold_bn" not in plain.identity() and "fold_bn" in grid.identity()
+    old_grid = {k: v for k, v in json.loads(json.dumps(plain.__dict__)).items() if k not in ("fold_bn",
+                "bn_freeze_epoch", "label_smoothing")}  # fmt: skip
+    assert grid_identity(old_grid) == plain.identity()
+    cfg = plain.runs()["resnet8_q8_3_plain"][0]
+    assert "fold_bn" not in cfg.record() and fingerprint({"config": cfg.record()}) != fingerprint(
+        {"config": grid.runs()["resnet8_q8_3_plain"][0].record()}
+    )
