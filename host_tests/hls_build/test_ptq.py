@@ -64,10 +64,9 @@ def test_import_reports_formats_and_top1_before_and_after(imported):
         integer = int(a["type"].split(",")[1].rstrip(">"))
         assert a["calibration_max"] < 2.0**integer
     # Both BatchNormalizations folded; the two other layers quantized as they are.
-    assert sorted(k["folded"] for k in report.kernels.values() if k["folded"]) == [
-        "batch_normalization",
-        "batch_normalization_1",
-    ]
+    # (Keras numbers layer names per session: other tests' models shift the suffixes.)
+    folded = [k["folded"] for k in report.kernels.values() if k["folded"]]
+    assert len(folded) == 2 and all(f.startswith("batch_normalization") for f in folded)
     assert len(report.kernels) == 4
     assert any("dropout" in r for r in report.removed) and any("softmax" in r for r in report.removed)
     # 8-bit post-training quantization costs little on this model (a weak one: ties make the argmax fragile).
@@ -91,7 +90,7 @@ def test_imported_model_builds_and_the_firmware_is_bit_exact(imported, tmp_path,
 @pytest.mark.parametrize(
     ("make", "match"),
     [
-        (lambda: _float_cnn("depthwise"), r"depthwise_conv2d: DepthwiseConv2D is not supported by the overlay; "),
+        (lambda: _float_cnn("depthwise"), r"depthwise_conv2d(_\d+)?: DepthwiseConv2D is not supported by the overlay"),
         (lambda: keras.Sequential([keras.Input((28, 28, 1)), keras.layers.Flatten(), keras.layers.Dense(10)]),
          "32x32x3"),
     ],
