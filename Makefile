@@ -42,7 +42,7 @@ help:
 	@echo "make test        run the tests (host and board environments)"
 	@echo "make test-slow   the tests marked slow (longer training, C-simulation and Ray runs)"
 	@echo "make bitstream   HLS + Vivado for $(BUNDLE): adds .bit/.hwh + measured resources (needs Xilinx tools)"
-	@echo "make byo         KERAS_MODEL=my_cnn.h5 [INPUT_SCALE=255]: quantize your float Keras model, build its overlay"
+	@echo "make byo         KERAS_MODEL=my_cnn.h5|.keras|.onnx [INPUT_SCALE=255]: import your model, build its overlay"
 	@echo "make experiment  GRID=training/grids/<grid>.yaml OUT=results/<name>: trials over a grid, tables + plots"
 	@echo "                 SCHEDULER=auto|ray|inline WORKERS=2 ADDRESS=host:6379 RETRIES=1 (Ray: local or a cluster)"
 	@echo "make compress    Deep Compression of COMPRESS_MODEL_DIR into COMPRESS_OUT (COMPRESS_ARGS=...)"
@@ -95,7 +95,7 @@ INPUT_SCALE ?= 255
 BYO_ARGS ?=
 BYO_DIR := build/models/$(basename $(notdir $(KERAS_MODEL)))_ptq
 byo: | $(HOST_VENV)/.done
-	@test -n "$(KERAS_MODEL)" || { echo "usage: make byo KERAS_MODEL=path/to/model.h5 [INPUT_SCALE=255|256] [BOARD=...]"; exit 2; }
+	@test -n "$(KERAS_MODEL)" || { echo "usage: make byo KERAS_MODEL=path/to/model.h5|.keras|.onnx [INPUT_SCALE=255 (1: raw pixels)] [BYO_ARGS=...] [BOARD=...]"; exit 2; }
 	$(HOST_PY) -m hls_build import --model $(KERAS_MODEL) --out $(BYO_DIR) --input-scale $(INPUT_SCALE) $(BYO_ARGS)
 	$(HOST_PY) -m hls_build bundle --model-dir $(BYO_DIR) --board $(BOARD)
 
