@@ -71,6 +71,15 @@ def test_schedule_changes_one_block_every_k_epochs_from_the_input_end():
     assert modes_at_epoch(3, 50, 2, "none") == ("none",) * 3
 
 
+def test_gated_folded_model_exports_a_clean_folded_model_with_equal_outputs():
+    gated = create_model("resnet8", quant="<8,3>", gated=True, fold_bn=True)
+    set_skip_modes(gated, ["none", "long", "short"])
+    clean = export_clean(gated, QuantSpec.parse("<8,3>"))
+    assert sum(type(layer).__name__ == "QConv2DBatchnorm" for layer in clean.layers) == 9
+    x = np.random.default_rng(0).random((4, 32, 32, 3)).astype(np.float32)
+    np.testing.assert_array_equal(gated(x).numpy(), clean(x).numpy())
+
+
 @pytest.mark.parametrize("quant", [None, "<8,3>"], ids=["float", "q8_3"])
 @pytest.mark.parametrize("target", ["none", "short"])
 def test_gated_model_exports_a_clean_model_with_equal_outputs(quant, target):
