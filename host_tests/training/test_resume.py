@@ -15,18 +15,20 @@ import pytest
 ROOT = Path(__file__).resolve().parents[2]
 
 
-def _cmd(out: Path, epochs: int = 3, quant: str = "<8,3>") -> list[str]:
+def _cmd(out: Path, epochs: int = 3, quant: str = "<8,3>", extra: tuple[str, ...] = ()) -> list[str]:
     return [sys.executable, "-m", "training", "train", "--model", "resnet8", "--quant", quant, "--epochs",
-            str(epochs), "--train-limit", "1024", "--test-limit", "128", "--out", str(out)]  # fmt: skip
+            str(epochs), "--train-limit", "1024", "--test-limit", "128", *extra, "--out", str(out)]  # fmt: skip
 
 
 def _env():
     return {**os.environ, "PYTHONPATH": str(ROOT)}
 
 
-def test_killed_run_resumes_and_finishes(tmp_path):
+@pytest.mark.parametrize("extra", [(), ("--fold-bn", "--bn-freeze-epoch", "1.5")], ids=["plain", "fold_bn"])
+def test_killed_run_resumes_and_finishes(tmp_path, extra):
     out = tmp_path / "run"
-    proc = subprocess.Popen(_cmd(out), env=_env(), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    proc = subprocess.Popen(_cmd(out, extra=extra), env=_env(), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+                            text=True)  # fmt: skip
     deadline = time.monotonic() + 240
     # Kill it hard as soon as the first epoch's checkpoint exists: no chance to clean up.
     while not list((out / "checkpoints").glob("ckpt-1.index")) if (out / "checkpoints").exists() else True:
@@ -37,13 +39,20 @@ def test_killed_run_resumes_and_finishes(tmp_path):
     proc.wait()
     assert not (out / "model.h5").exists()
 
-    res = subprocess.run(_cmd(out), env=_env(), capture_output=True, text=True, timeout=300)
+    res = subprocess.run(_cmd(out, extra=extra), env=_env(), capture_output=True, text=True, timeout=300)
     assert res.returncode == 0, res.stderr
     assert "resuming resnet8_q8_3" in res.stderr
     history = json.loads((out / "history_partial.json").read_text())
     assert len(history["val_accuracy"]) == 3
     assert json.loads((out / "metrics.json").read_text())["epochs"] == 3
     assert (out / "model.h5").is_file()
+    if extra:
+        # The folded layers' step count carried over (3 epochs of 8 steps, counted from -1), so the statistics
+        # froze at the step asked for, not 8 steps late.
+        from training.train import load_trained_model
+
+        stem = load_trained_model(out / "model.h5").get_layer("stem_conv")
+        assert int(stem._iteration.numpy()) == 3 * 8 - 1 and stem.ema_freeze_delay == 12
 
 
 def test_resume_with_another_config_is_refused_and_touches_nothing(tmp_path):
