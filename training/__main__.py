@@ -45,8 +45,12 @@ def build_parser() -> argparse.ArgumentParser:
     tr.add_argument("--fold-bn", action="store_true",
                     help="train each convolution with its BatchNormalization folded in (QConv2DBatchnorm): the "
                     "model trained is the model deployed (quantized models only)")  # fmt: skip
-    tr.add_argument("--bn-freeze-epoch", type=float, default=0.0,
-                    help="with --fold-bn: freeze the BatchNormalization statistics from this epoch on (0 = never)")
+    tr.add_argument(
+        "--bn-freeze-epoch",
+        type=float,
+        default=0.0,
+        help="with --fold-bn: freeze the BatchNormalization statistics from this epoch on (0 = never)",
+    )
     tr.add_argument("--label-smoothing", type=float, default=0.0, help="of the hard-label cross-entropy (0 = none)")
     tr.add_argument("--init-from", help="start from this trained model.h5's weights (folded or not), e.g. to fine-tune")
     tr.add_argument("--weight-decay", type=float, default=5e-5, help="L2 factor on kernels (Keras adds wd * sum(w^2))")
