@@ -22,11 +22,11 @@ README = ROOT / "hls_build" / "README.md"
 
 
 def _convert(name: str, work: Path, board: str = "pynq-z2", fuse_relu: bool = True):
+    import tensorflow as tf
+
     from hls_build.config import HlsSettings
     from hls_build.estimate import convert_keras_model, graph_from_hls_model
     from training.models import create_model
-
-    import tensorflow as tf
 
     # The same weights on every call: derived types (and so FF/LUT) depend on them, and tests compare two conversions.
     tf.keras.utils.set_random_seed(0)
