@@ -32,6 +32,7 @@ from typing import Any
 import numpy as np
 
 from board.cifar10 import Split
+from board.errors import ProjectError
 from board.preprocess import Preprocessing
 from training.keras_compat import keras, tf
 
@@ -61,7 +62,7 @@ _QUANTIZER_KEYS = ("kernel_quantizer", "bias_quantizer", "depthwise_quantizer", 
                    "kernel_range", "bias_range", "depthwise_range", "activation_quantizer")  # fmt: skip
 
 
-class Int8ReferenceError(RuntimeError):
+class Int8ReferenceError(ProjectError, RuntimeError):
     """The 8-bit reference cannot be made: a layer without a plain equivalent, or onnxruntime failed."""
 
 
