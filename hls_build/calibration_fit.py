@@ -34,6 +34,7 @@ import math
 import re
 import shutil
 import tempfile
+from collections.abc import Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
@@ -503,17 +504,38 @@ def rebuild_firmware(design: CalibrationDesign, work_dir: str | Path | None = No
     spec = design.meta.get("rebuild")
     if not spec:
         raise CalibrationError(f"{design.name}: design.json has no 'rebuild' description")
-    written = []
     with tempfile.TemporaryDirectory(dir=work_dir) as tmp:
         est.build_calibration_graph({**spec, "id": "prj"}, tmp)
-        for rel in ("firmware/myproject.cpp", "firmware/parameters.h", "firmware/defines.h", "project.tcl",
-                    "build_prj.tcl"):  # fmt: skip
-            src = Path(tmp) / "prj" / rel
-            if src.is_file():
-                dst = design.folder / rel
-                dst.parent.mkdir(parents=True, exist_ok=True)
-                shutil.copyfile(src, dst)
-                written.append(rel)
+        # No AXI wrapper: these designs are the bare accelerator.
+        return copy_project_headers(Path(tmp) / "prj", design, [f for f in PROJECT_HEADERS if "_axi" not in f])
+
+
+# The files of a generated hls4ml project that a calibration design keeps: headers and scripts, never weights.
+PROJECT_HEADERS = (
+    "firmware/myproject.cpp",
+    "firmware/parameters.h",
+    "firmware/defines.h",
+    "firmware/myproject_axi.cpp",
+    "firmware/myproject_axi.h",
+    "project.tcl",
+    "build_prj.tcl",
+)
+
+
+def copy_project_headers(project: Path, design: CalibrationDesign, files: Sequence[str] = PROJECT_HEADERS) -> list[str]:
+    """Copy those of ``files`` (default :data:`PROJECT_HEADERS`) that a generated project has into the design's folder.
+
+    Returns:
+        The files written, relative to the design folder.
+    """
+    written = []
+    for rel in files:
+        src = project / rel
+        if src.is_file():
+            dst = design.folder / rel
+            dst.parent.mkdir(parents=True, exist_ok=True)
+            shutil.copyfile(src, dst)
+            written.append(rel)
     return written
 
 

@@ -213,15 +213,20 @@ def _pool_ok(layer: keras.layers.Layer) -> str | None:
     return None
 
 
-def check_float_model(model: keras.Model) -> None:
-    """Refuse what the overlay cannot run, naming the layer and what to do (see :data:`SUPPORTED`)."""
-    if not isinstance(model, keras.Model) or not getattr(model, "_is_graph_network", False):
-        raise ByoModelError("only functional or Sequential Keras models can be imported")
+def _check_cifar10_io(model: keras.Model) -> None:
+    """Refuse a model whose input is not a 32x32x3 image or whose output is not 10 classes."""
     shape = tuple(model.input_shape[1:])
     if shape != (32, 32, 3):
         raise ByoModelError(f"model input is {shape}; the CIFAR-10 overlay streams 32x32x3 images")
     if model.output_shape[-1] != 10:
         raise ByoModelError(f"model has {model.output_shape[-1]} outputs; CIFAR-10 has 10 classes")
+
+
+def check_float_model(model: keras.Model) -> None:
+    """Refuse what the overlay cannot run, naming the layer and what to do (see :data:`SUPPORTED`)."""
+    if not isinstance(model, keras.Model) or not getattr(model, "_is_graph_network", False):
+        raise ByoModelError("only functional or Sequential Keras models can be imported")
+    _check_cifar10_io(model)
     last = model.layers[-1]
     for layer in model.layers:
         kind = type(layer).__name__
@@ -684,11 +689,7 @@ def check_qkeras_model(model: keras.Model) -> None:
     """
     from hls_build.fold import quantizer_format
 
-    shape = tuple(model.input_shape[1:])
-    if shape != (32, 32, 3):
-        raise ByoModelError(f"model input is {shape}; the CIFAR-10 overlay streams 32x32x3 images")
-    if model.output_shape[-1] != 10:
-        raise ByoModelError(f"model has {model.output_shape[-1]} outputs; CIFAR-10 has 10 classes")
+    _check_cifar10_io(model)
     last = model.layers[-1]
     for layer in model.layers:
         kind = type(layer).__name__

@@ -18,12 +18,11 @@ is reported as the time per inference the interval model does not cover; it is n
 from __future__ import annotations
 
 import re
-import shutil
 import tempfile
 from pathlib import Path
 from typing import Any
 
-from hls_build.calibration_fit import CalibrationDesign, CalibrationError, load_designs
+from hls_build.calibration_fit import CalibrationDesign, CalibrationError, copy_project_headers, load_designs
 
 THROUGHPUT_KIND = "measured_throughput"
 
@@ -121,7 +120,6 @@ def rebuild_firmware(design: CalibrationDesign, work_dir: str | Path | None = No
                 entry["Precision"].update(value)
             else:
                 entry[key] = value
-    written = []
     with tempfile.TemporaryDirectory(dir=work_dir) as tmp:
         out = Path(tmp) / "prj"
         hls_model = hls4ml.converters.convert_from_keras_model(
@@ -129,12 +127,4 @@ def rebuild_firmware(design: CalibrationDesign, work_dir: str | Path | None = No
             io_type=hls["io_type"], clock_period=hls["clock_period_ns"], interface=hls["interface"],
         )  # fmt: skip
         hls_model.write()
-        firmware = ("myproject.cpp", "parameters.h", "defines.h", "myproject_axi.cpp", "myproject_axi.h")
-        for rel in (*(f"firmware/{f}" for f in firmware), "project.tcl", "build_prj.tcl"):
-            src = out / rel
-            if src.is_file():
-                dst = design.folder / rel
-                dst.parent.mkdir(parents=True, exist_ok=True)
-                shutil.copyfile(src, dst)
-                written.append(rel)
-    return written
+        return copy_project_headers(out, design)
