@@ -30,8 +30,11 @@ def test_killed_run_resumes_and_finishes(tmp_path, extra):
     proc = subprocess.Popen(_cmd(out, extra=extra), env=_env(), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
                             text=True)  # fmt: skip
     deadline = time.monotonic() + 240
-    # Kill it hard as soon as the first epoch's checkpoint exists: no chance to clean up.
-    while not list((out / "checkpoints").glob("ckpt-1.index")) if (out / "checkpoints").exists() else True:
+    # Kill it hard as soon as the first epoch's checkpoint is recorded: no chance to clean up. TensorFlow writes
+    # ckpt-1.index first and the `checkpoint` state file (what a resume reads) last; waiting for the index alone
+    # raced: a kill between the two left nothing to resume from (CI, 2026-12-03).
+    state = out / "checkpoints" / "checkpoint"
+    while not (state.is_file() and "ckpt-1" in state.read_text()):
         assert proc.poll() is None, proc.stderr.read()
         assert time.monotonic() < deadline, "no checkpoint within 240 s"
         time.sleep(0.2)
