@@ -42,6 +42,9 @@ def build_parser() -> argparse.ArgumentParser:
     b.add_argument("--model-dir", required=True, help="training output folder (model.h5, config.json)")
     b.add_argument("--board", default="pynq-z2")
     b.add_argument("--overlays", default="overlays", help="root of the overlay tree")
+    b.add_argument(
+        "--model-id", default=None, help="the bundle's id (default: the training config's model_id, else the folder)"
+    )
     b.add_argument("--work-dir", default="build/hls")
     b.add_argument("--reuse-factor", type=int, default=64)
     b.add_argument("--no-fuse-relu", action="store_true", help="keep each ReLU a process of its own (hls_build.fuse)")
@@ -155,7 +158,11 @@ def _bundle(args: argparse.Namespace) -> int:
     options = BuildOptions(
         settings=settings, gate_images=args.gate_images, csim_images=args.csim_images, min_agreement=args.min_agreement
     )
-    print(build_bundle(args.model_dir, args.overlays, args.work_dir, options, from_step=args.from_step))
+    print(
+        build_bundle(
+            args.model_dir, args.overlays, args.work_dir, options, from_step=args.from_step, model_id=args.model_id
+        )
+    )
     return 0
 
 

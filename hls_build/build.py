@@ -694,6 +694,7 @@ def build_bundle(
     options: BuildOptions | None = None,
     test_split: Split | None = None,
     from_step: str | None = None,
+    model_id: str | None = None,
 ) -> Path:
     """Build the overlay bundle of a trained model: run :data:`STEPS` in order.
 
@@ -705,6 +706,9 @@ def build_bundle(
         test_split: CIFAR-10 test data (loaded when needed).
         from_step: resume at this step, with the outputs of the earlier steps on disk from a previous build (a
             finished bundle is copied back into the staging folder when the build left none).
+        model_id: the bundle's id (its folder name and the manifest's ``model_id``); default: the training
+            config's ``model_id``, else the folder's name. A zoo design (``hls_build.zoo``) names its own, so two
+            designs of one model on one board do not share a folder.
 
     Returns:
         The bundle folder.
@@ -719,7 +723,7 @@ def build_bundle(
     options = options or BuildOptions()
     model_dir = Path(model_dir)
     train_info = json.loads((model_dir / "config.json").read_text()) if (model_dir / "config.json").is_file() else {}
-    model_id = train_info.get("model_id", model_dir.name)
+    model_id = model_id or train_info.get("model_id", model_dir.name)
     final = (Path(overlays_dir) / options.settings.board / model_id).resolve()
     work = (Path(work_dir) / model_id).resolve()
     ctx = BuildContext(model_dir, model_id, options, final.with_name(final.name + ".partial"), final,
