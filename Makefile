@@ -35,12 +35,34 @@ MODEL_DIR := build/models/$(MODEL_ID)
 BUNDLE := overlays/$(BOARD)/$(MODEL_ID)
 REPORT_DIR := build/reports/$(BOARD)/$(MODEL_ID)
 
-.PHONY: help env demo train bundle bench bitstream byo experiment compress bench-training bench-sweep test test-slow test-vivado lint format clean clean-demo
+# A zoo design (zoo/designs.json, hls_build/zoo.py): `make bundle DESIGN=pynq-z2/resnet8_q8_3` (plan, bundle, bench)
+# builds from the committed trained model, never trains; DESIGN overrides MODEL_DIR, BOARD, the plan's options and
+# the output folders (overlays/zoo/, build/plans/zoo/, build/reports/zoo/). An unknown DESIGN stops make (exit 2).
+DESIGN ?=
+ifneq ($(DESIGN),)
+ZOO := $(shell $(HOST_PY) -m hls_build.zoo make-vars '$(DESIGN)')
+ifneq ($(.SHELLSTATUS),0)
+$(error DESIGN=$(DESIGN): not a usable zoo design (see the error above; `make env` first if $(HOST_VENV) is missing))
+endif
+override MODEL_DIR := $(word 1,$(ZOO))
+override BOARD := $(word 2,$(ZOO))
+override MODEL_ID := $(word 3,$(ZOO))
+ZOO_PLAN := $(word 4,$(ZOO))
+override BUNDLE := $(word 5,$(ZOO))
+override REPORT_DIR := $(word 6,$(ZOO))
+PLAN_ARGS := $(wordlist 7,$(words $(ZOO)),$(ZOO))
+BUNDLE_ARGS := --overlays overlays/zoo --work-dir build/hls/zoo/$(BOARD) --model-id $(MODEL_ID)
+endif
+
+.PHONY: help env demo train plan bundle bench zoo-results bitstream byo experiment compress bench-training bench-sweep test test-slow test-vivado lint format clean clean-demo
 
 help:
 	@echo "make demo        train $(MODEL) <$(QUANT)>, build its emulated $(BOARD) overlay, benchmark it (N=$(N) images)"
 	@echo "make test        run the tests (host and board environments)"
 	@echo "make test-slow   the tests marked slow (longer training, C-simulation and Ray runs)"
+	@echo "make bundle      DESIGN=pynq-z2/resnet8_q8_3: plan + bundle a zoo design (zoo/designs.json), no training"
+	@echo "make bench       DESIGN=...: the same, then benchmark it (N=$(N) images)"
+	@echo "make zoo-results every zoo design bundled and benchmarked; results/designs/zoo.md + Pareto per board"
 	@echo "make bitstream   HLS + Vivado for $(BUNDLE): adds .bit/.hwh + measured resources (needs Xilinx tools)"
 	@echo "make byo         KERAS_MODEL=my_cnn.h5|.keras|.onnx [INPUT_SCALE=255]: import your model, build its overlay"
 	@echo "make experiment  GRID=training/grids/<grid>.yaml OUT=results/<name>: trials over a grid, tables + plots"
@@ -67,19 +89,21 @@ $(BOARD_VENV)/.done: requirements/board.txt
 
 # --- the pipeline: training -> hls_build -> overlays -> board -----------------------------------------------------
 $(MODEL_DIR)/model.h5: | $(HOST_VENV)/.done
+	$(if $(DESIGN),@echo "error: DESIGN=$(DESIGN) builds from its committed $@ and never trains" >&2; exit 2)
 	$(HOST_PY) -m training train --model $(MODEL) --quant '<$(QUANT)>' --epochs $(EPOCHS) $(TRAIN_ARGS) --out $(MODEL_DIR)
 
 # The fit planner picks per-layer ReuseFactor/Strategy/FIFO depths so the design fits the board by the
 # (pre-synthesis) estimate; the bundle is built with that plan.
-PLAN := build/plans/$(BOARD)/$(MODEL_ID).json
+PLAN := $(or $(ZOO_PLAN),build/plans/$(BOARD)/$(MODEL_ID).json)
 $(PLAN): $(MODEL_DIR)/model.h5 | $(HOST_VENV)/.done
 	@mkdir -p $(dir $@)
-	$(HOST_PY) -m hls_build plan --model-dir $(MODEL_DIR) --board $(BOARD) --json $@
+	$(HOST_PY) -m hls_build plan --model-dir $(MODEL_DIR) --board $(BOARD) --json $@ $(PLAN_ARGS)
 
 $(BUNDLE)/manifest.json: $(MODEL_DIR)/model.h5 $(PLAN) | $(HOST_VENV)/.done
-	$(HOST_PY) -m hls_build bundle --model-dir $(MODEL_DIR) --board $(BOARD) --plan $(PLAN)
+	$(HOST_PY) -m hls_build bundle --model-dir $(MODEL_DIR) --board $(BOARD) --plan $(PLAN) $(BUNDLE_ARGS)
 
 train: $(MODEL_DIR)/model.h5
+plan: $(PLAN)
 bundle: $(BUNDLE)/manifest.json
 
 bench: $(BUNDLE)/manifest.json | $(BOARD_VENV)/.done
@@ -124,6 +148,12 @@ compress: | $(HOST_VENV)/.done
 
 bench-training: | $(HOST_VENV)/.done
 	$(HOST_PY) benchmarks/training_throughput.py
+
+# Every zoo design planned, bundled and benchmarked (10,000 images), then results/designs/<board>/zoo/*.json, the
+# Pareto tables and plots and results/designs/zoo.md (which design to flash) written from them.
+zoo-results: env
+	@for d in $$($(HOST_PY) -m hls_build.zoo list --names); do $(MAKE) --no-print-directory bench DESIGN=$$d || exit $$?; done
+	$(HOST_PY) -m hls_build.zoo results
 
 demo: env bench
 	@echo "demo done: report in $(REPORT_DIR)/report.md, bundle in $(BUNDLE)"
