@@ -54,12 +54,13 @@ PLAN_ARGS := $(wordlist 7,$(words $(ZOO)),$(ZOO))
 BUNDLE_ARGS := --overlays overlays/zoo --work-dir build/hls/zoo/$(BOARD) --model-id $(MODEL_ID)
 endif
 
-.PHONY: help env demo train plan bundle bench zoo-results bitstream byo experiment compress bench-training bench-sweep test test-slow test-vivado lint format clean clean-demo
+.PHONY: help env env-torch test-torch demo train plan bundle bench zoo-results bitstream byo experiment compress bench-training bench-sweep test test-slow test-vivado lint format clean clean-demo
 
 help:
 	@echo "make demo        train $(MODEL) <$(QUANT)>, build its emulated $(BOARD) overlay, benchmark it (N=$(N) images)"
 	@echo "make test        run the tests (host and board environments)"
 	@echo "make test-slow   the tests marked slow (longer training, C-simulation and Ray runs)"
+	@echo "make env-torch   optional .venv-torch (PyTorch CPU, Brevitas, qonnx) for byo/pytorch; make test-torch its tests"
 	@echo "make bundle      DESIGN=pynq-z2/resnet8_q8_3: plan + bundle a zoo design (zoo/designs.json), no training"
 	@echo "make bench       DESIGN=...: the same, then benchmark it (N=$(N) images)"
 	@echo "make zoo-results every zoo design bundled and benchmarked; results/designs/zoo.md + Pareto per board"
@@ -74,6 +75,18 @@ help:
 	@echo "make clean-demo  forget the demo's model, bundle and report (the next demo starts from scratch)"
 
 env: $(HOST_VENV)/.done $(BOARD_VENV)/.done
+
+# Optional third environment: PyTorch (CPU), Brevitas, qonnx, to train and export PyTorch models for
+# `hls_build import` (byo/pytorch/). Not needed by `make test` or CI; the tests that use it run with `make test-torch`.
+TORCH_VENV := .venv-torch
+TORCH_PY := $(CURDIR)/$(TORCH_VENV)/bin/python
+TORCH_PYTHON ?= python3.11
+TORCH_INDEX ?= https://download.pytorch.org/whl/cpu
+env-torch: $(TORCH_VENV)/.done
+$(TORCH_VENV)/.done: requirements/torch.txt
+	@test -x $(TORCH_PY) || $(TORCH_PYTHON) -m venv $(TORCH_VENV)
+	$(TORCH_PY) -m pip install -q --disable-pip-version-check $(if $(TORCH_INDEX),--extra-index-url $(TORCH_INDEX)) -r requirements/torch.txt
+	@touch $@
 
 # A stamp per environment, remade only when its pinned requirements change.
 $(HOST_VENV)/.done: requirements/host.txt
@@ -162,8 +175,12 @@ demo: env bench
 # The host tests leave a small real bundle in build/test-overlays; the board tests drive it through pynq's DMA.
 TEST_OVERLAYS := $(CURDIR)/build/test-overlays
 test: env
-	$(HOST_PY) -m pytest host_tests --ignore=host_tests/board -m "not slow and not vivado" --test-overlays $(TEST_OVERLAYS)
+	$(HOST_PY) -m pytest host_tests --ignore=host_tests/board -m "not slow and not vivado and not torch" --test-overlays $(TEST_OVERLAYS)
 	REQUIRE_TEST_BUNDLE=1 $(BOARD_PY) -m pytest host_tests/board -m "not slow and not vivado" --test-overlays $(TEST_OVERLAYS)
+
+# Needs `make env-torch`: re-exports PyTorch/Brevitas models with the real exporters and imports them.
+test-torch: env env-torch
+	$(HOST_PY) -m pytest host_tests/hls_build -m "torch" --test-overlays $(TEST_OVERLAYS)
 
 test-slow: env
 	$(HOST_PY) -m pytest host_tests --ignore=host_tests/board -m "slow and not vivado" --test-overlays $(TEST_OVERLAYS)
