@@ -22,6 +22,9 @@ What "the same" means, layer by layer (hls4ml 1.3.0 ``nnet_utils``, ``io_stream`
   input (hls4ml inserts ``ZeroPadding2D`` layers), windows in (row, column, channel) order, outputs every
   ``stride`` pixels; the 1x1 ``pointwise_conv_2d_cl`` keeps input pixels whose row and column are multiples of
   the stride;
+* the depthwise convolution (``nnet_sepconv2d_stream.h``, ``nnet_depthwise_product.h``) is the same line buffer
+  with one weight per window element, each product added to its own channel's accumulator (the graph gives the
+  weights as a matrix with zeros elsewhere; the engine multiplies the window by its taps elementwise);
 * batch normalization (``nnet_batchnorm_stream.h``): ``x * scale + bias``, exact, cast to the result type;
 * ReLU: ``x > 0 ? x : 0`` cast to the result type (e.g. ``ap_ufixed<8,3,AP_RND_CONV,AP_SAT>``);
 * merges (``nnet_merge_stream.h``): exact sum/difference/product/average/max/min, cast to the result type;
@@ -356,6 +359,18 @@ class _MatmulStep(_Step):
         self.w = w
         self.w_mm = w.astype(self.mm_dtype)
         self.has_bias = bool(np.any(self.bias_q))
+        self.depthwise = self.op == "depthwise_conv2d"
+        if self.depthwise:
+            # Window element i (row, column, channel order) feeds output channel i % C alone: the graph's matrix
+            # must hold nothing else. Its diagonal, as (taps, C), is then multiplied elementwise (C times fewer
+            # products than the matrix multiply, the same exact sums).
+            chan = np.arange(k) % f
+            off = w.copy()
+            off[np.arange(k), chan] = 0
+            if k % f or np.any(off):
+                raise BundleError(f"{name}: depthwise weights that are not one per window element and channel")
+            self.w_dw = w[np.arange(k), chan].reshape(k // f, f)
+            self.w_dw_mm = self.w_dw.astype(self.mm_dtype)
 
     def _columns(self, x: np.ndarray, dtype: Any) -> np.ndarray:
         """The kernel's ``data[]`` vector for every output pixel: (N*OH*OW, K), window in (row, col, channel) order."""
@@ -377,6 +392,8 @@ class _MatmulStep(_Step):
     def __call__(self, xs: list[np.ndarray]) -> list[np.ndarray]:
         x = xs[0]
         n = x.shape[0]
+        if self.depthwise:
+            return [self._depthwise(x)]
         if self.per_product:
             cols = self._columns(x, np.int64)
             acc = np.empty((cols.shape[0], self.f), np.int64)
@@ -396,6 +413,26 @@ class _MatmulStep(_Step):
         acc = self.accum_cast(acc, inplace=True)
         out = self.result_cast(acc, inplace=True)
         return [out.reshape((n, *self.out_shape))]
+
+    def _depthwise(self, x: np.ndarray) -> np.ndarray:
+        """A depthwise convolution: each channel's window times its own taps, summed exactly (see ``__call__``)."""
+        n = x.shape[0]
+        taps, c = self.w_dw.shape
+        if self.per_product:
+            cols = self._columns(x, np.int64).reshape(-1, taps, c)
+            acc = self.product_cast(cols * self.w_dw[None], inplace=True).sum(axis=1)
+        else:
+            cols = self._columns(x, self.mm_dtype).reshape(-1, taps, c)
+            acc = (cols * self.w_dw_mm[None]).sum(axis=1)  # integers below 2^24 (2^53): exact in any order
+            if self.mm_dtype is not np.int64 or self.acc_dtype is not np.int64:
+                acc = acc.astype(self.acc_dtype)
+            if self.scale:
+                acc <<= self.scale
+        if self.has_bias:
+            acc += self.bias_q
+        acc = self.accum_cast(acc, inplace=True)
+        out = self.result_cast(acc, inplace=True)
+        return out.reshape((n, *self.out_shape))
 
 
 class _BatchNormStep(_Step):
@@ -884,7 +921,7 @@ class FastEngine:
                             raise BundleError(
                                 f"{name}: output shape {_out_shape(layer, k)} does not follow from {src.shape}"
                             )
-                elif op in ("conv2d", "pointwise_conv2d", "dense"):
+                elif op in ("conv2d", "pointwise_conv2d", "depthwise_conv2d", "dense"):
                     step = _MatmulStep(layer, ins[0], arrays)
                     specs[step.outputs[0]] = step.spec
                 elif op == "batchnorm":

@@ -43,6 +43,7 @@ __all__ = [
     "WEIGHTS_FILE",
     "FirmwareGraphError",
     "export_firmware_graph",
+    "depthwise_index_map",
     "kernel_index_map",
     "parse_cpp_type",
     "write_firmware_graph",
@@ -287,6 +288,66 @@ def kernel_index_map(kernel: str, n_in: int, n_out: int, reuse_factor: int) -> t
     return in_idx, out_idx
 
 
+def depthwise_index_map(kernel: str, n_in: int, n_out: int, reuse_factor: int) -> np.ndarray:
+    """Replay a depthwise kernel's loops: the output each weight (and the ``data[]`` element of the same index) meets.
+
+    The loops of ``nnet_depthwise_product.h`` in hls4ml 1.3.0 (``depthwise_product_latency``,
+    ``..._resource_rf_leq_nout``, ``..._rf_gt_nout_rem0``, ``..._gt_nout``), replayed literally: weight ``i``
+    multiplies ``data[i]`` (the window in (row, column, channel) order) and is added to one output channel.
+
+    Returns:
+        ``out_index`` of length ``n_in``, indexed by the flat weight index.
+
+    Raises:
+        FirmwareGraphError: unknown kernel, or a weight met twice, never, or out of range.
+    """
+    out_idx = np.full(n_in, -1, np.int64)
+
+    def hit(i: int, o: int) -> None:
+        if not (0 <= i < n_in) or not (0 <= o < n_out) or out_idx[i] != -1:
+            raise FirmwareGraphError(
+                f"{kernel}: weight {i} -> output {o} met twice or out of range (n_in={n_in}, n_out={n_out})"
+            )
+        out_idx[i] = o
+
+    def div_roundup(a: int, b: int) -> int:
+        return (a + b - 1) // b
+
+    if kernel == "DepthwiseDenseLatency":
+        for ii in range(n_in // n_out):
+            for jj in range(n_out):
+                hit(ii * n_out + jj, jj)
+    elif kernel == "DepthwiseDenseResource_rf_leq_nout":
+        for ir in range(reuse_factor):
+            in_index, out_index = ir, ir
+            for _ in range(div_roundup(n_in, reuse_factor)):
+                hit(in_index, out_index)
+                in_index += reuse_factor
+                out_index += reuse_factor
+                if out_index >= n_out:
+                    out_index -= n_out
+    elif kernel in ("DepthwiseDenseResource_rf_gt_nout_rem0", "DepthwiseDenseResource_rf_gt_nout"):
+        rufactor = min(reuse_factor, n_in)
+        remainder = reuse_factor % n_out if kernel.endswith("_gt_nout") else 0
+        outidx, outstep = [], 0
+        for _ in range(rufactor):
+            outidx.append(outstep)
+            outstep = 0 if outstep + 1 == n_out else outstep + 1
+        for ir in range(rufactor):
+            in_index, out_index = ir, outidx[ir]
+            for _ in range(div_roundup(n_in, rufactor)):
+                hit(in_index, out_index)
+                in_index += rufactor
+                out_index += remainder
+                if out_index >= n_out:
+                    out_index -= n_out
+    else:
+        raise UnsupportedLayer(f"depthwise kernel {kernel!r} is not known to the firmware-graph export")
+    if np.any(out_idx < 0):
+        raise FirmwareGraphError(f"{kernel}: {int(np.sum(out_idx < 0))} weights are never used (n_in={n_in})")
+    return out_idx
+
+
 # ---------------------------------------------------------------------------------------------------- weights
 def _quantize_doubles(values: np.ndarray, t: dict[str, Any]) -> np.ndarray:
     """Raw codes of doubles assigned to type ``t`` (``ap_fixed(double)``: quantization, then overflow).
@@ -449,11 +510,15 @@ _ATTR_KEYS = {
     "dense": ("n_in", "n_out"),
 }
 _ATTR_KEYS["pointwise_conv2d"] = _ATTR_KEYS["conv2d"]
+_ATTR_KEYS["depthwise_conv2d"] = _ATTR_KEYS["conv2d"]
+#: Ops computed by a matrix multiply over a window (the engine's ``_MatmulStep``).
+_CONV_OPS = ("conv2d", "pointwise_conv2d", "depthwise_conv2d")
 
 _OPS = {
     "nnet::zeropad2d_cl": "zeropad2d",
     "nnet::conv_2d_cl": "conv2d",
     "nnet::pointwise_conv_2d_cl": "pointwise_conv2d",
+    "nnet::depthwise_conv_2d_cl": "depthwise_conv2d",
     "nnet::normalize": "batchnorm",
     "nnet::relu": "relu",
     "nnet::linear": "linear",
@@ -508,7 +573,7 @@ def _export_weights(
         t = checked(var.type, f"{layer.name} {wkey}")
         raw = _raw_weights(var, t, weights_dir)
         info: dict[str, Any] = {"key": f"{layer.name}/{wkey}", "cpp_name": var.name, "type": t}
-        if op in ("conv2d", "pointwise_conv2d", "dense") and wkey == "weight":
+        if op in (*_CONV_OPS, "dense") and wkey == "weight":
             mult = structs.get(f"{_config_name(function_cpp)}_mult", config) if op != "dense" else config
             kernel = mult.get("kernel")
             if kernel is None:
@@ -516,9 +581,16 @@ def _export_weights(
             n_in, n_out, rf = (_int_expr(mult.get(k, "")) for k in ("n_in", "n_out", "reuse_factor"))
             if n_in is None or n_out is None or rf is None:
                 raise FirmwareGraphError(f"{layer.name}: cannot read n_in/n_out/reuse_factor from parameters.h")
-            if n_in * n_out != raw.size:
-                raise FirmwareGraphError(f"{layer.name}: {raw.size} weights but n_in*n_out = {n_in * n_out}")
-            in_idx, out_idx = kernel_index_map(kernel, n_in, n_out, rf)
+            if op == "depthwise_conv2d":
+                # One weight per window element (n_in of them), each added to one channel: the matrix holds it
+                # there and zeros elsewhere (a zero product adds nothing, whatever the types).
+                if n_in != raw.size:
+                    raise FirmwareGraphError(f"{layer.name}: {raw.size} depthwise weights but n_in = {n_in}")
+                in_idx, out_idx = np.arange(n_in), depthwise_index_map(kernel, n_in, n_out, rf)
+            else:
+                if n_in * n_out != raw.size:
+                    raise FirmwareGraphError(f"{layer.name}: {raw.size} weights but n_in*n_out = {n_in * n_out}")
+                in_idx, out_idx = kernel_index_map(kernel, n_in, n_out, rf)
             matrix = np.zeros((n_in, n_out), np.int64)
             matrix[in_idx, out_idx] = raw
             raw = matrix
@@ -635,7 +707,7 @@ def export_firmware_graph(hls_model: Any) -> dict[str, Any]:
                 raise FirmwareGraphError(f"{layer.name}: pool_op {pool} in parameters.h")
         if op in ("add", "subtract", "multiply", "average", "maximum", "minimum"):
             entry["attributes"]["merge_op"] = str(layer.get_attr("op", op))
-        if op in ("conv2d", "pointwise_conv2d"):
+        if op in _CONV_OPS:
             entry["attributes"]["implementation"] = str(layer.get_attr("implementation", "linebuffer")).lower()
             impl = config.get("implementation", "")
             if impl and not impl.endswith(entry["attributes"]["implementation"]):

@@ -46,7 +46,10 @@ MAX_BIAS_BITS = 32
 #: QKeras's quantized_bits cannot express fewer (its integer count, the sign excluded, must be >= 0).
 MIN_KERNEL_INTEGER_BITS = 1
 
-FOLDABLE = ("Conv2D", "QConv2D", "Dense", "QDense")
+FOLDABLE = ("Conv2D", "QConv2D", "Dense", "QDense", "DepthwiseConv2D", "QDepthwiseConv2D")
+#: Depthwise convolutions: kernel ``(fh, fw, channels, 1)``, quantizer ``depthwise_quantizer`` (hls4ml 1.3's
+#: ``depthwise_conv_2d_cl``, one filter per channel).
+DEPTHWISE = ("DepthwiseConv2D", "QDepthwiseConv2D")
 #: Layers trained with their BatchNormalization folded in (their quantizers already round the folded values).
 FOLDED_IN_TRAINING = ("QConv2DBatchnorm",)
 
@@ -108,20 +111,25 @@ def to_quantized_entry(entry: dict[str, Any], kernel: tuple[int, int], bias: tup
         bias: ``(total, integer)`` bits of the signed bias type.
     """
     cfg = entry["config"]
-    entry["class_name"] = "QConv2D" if "Conv2D" in entry["class_name"] else "QDense"
-    entry["module"] = "qkeras.qconvolutional" if entry["class_name"] == "QConv2D" else "qkeras.qlayers"
+    depthwise = entry["class_name"] in DEPTHWISE
+    if depthwise:
+        entry["class_name"] = "QDepthwiseConv2D"
+    else:
+        entry["class_name"] = "QConv2D" if "Conv2D" in entry["class_name"] else "QDense"
+    entry["module"] = "qkeras.qlayers" if entry["class_name"] == "QDense" else "qkeras.qconvolutional"
     entry["registered_name"] = entry["class_name"]
     cfg["use_bias"] = True
-    cfg["kernel_quantizer"] = _qbits_config(*kernel)
+    cfg["depthwise_quantizer" if depthwise else "kernel_quantizer"] = _qbits_config(*kernel)
     cfg["bias_quantizer"] = _qbits_config(*bias)
     # Training-time objects that make no sense on fixed weights (and QInitializer does not round-trip).
     for key in ("kernel_initializer", "bias_initializer", "kernel_regularizer", "bias_regularizer",
-                "kernel_constraint", "bias_constraint", "activity_regularizer"):  # fmt: skip
+                "kernel_constraint", "bias_constraint", "activity_regularizer", "depthwise_initializer",
+                "depthwise_regularizer", "depthwise_constraint"):  # fmt: skip
         cfg.pop(key, None)
 
 
 #: Config keys of QKeras layers that hold quantizers.
-_QUANTIZER_KEYS = ("kernel_quantizer", "bias_quantizer", "activation")
+_QUANTIZER_KEYS = ("kernel_quantizer", "depthwise_quantizer", "bias_quantizer", "activation")
 
 
 def _quantize(values: np.ndarray, total: int, integer: int) -> np.ndarray:
@@ -164,8 +172,8 @@ def tensor_frac_bits(model: keras.Model) -> dict[str, int | None]:
             fx[layer.name] = FixedPoint.parse(INPUT_FIXED_POINT).width - FixedPoint.parse(INPUT_FIXED_POINT).integer
         elif kind == "QActivation":
             fx[layer.name] = _frac_bits(quantizer_format(layer.quantizer))
-        elif kind in ("QConv2D", "QDense", *FOLDED_IN_TRAINING):
-            fw = _frac_bits(quantizer_format(layer.kernel_quantizer_internal))
+        elif kind in ("QConv2D", "QDense", "QDepthwiseConv2D", *FOLDED_IN_TRAINING):
+            fw = _frac_bits(quantizer_format(kernel_quantizer(layer)))
             has_bias = layer.use_bias or kind in FOLDED_IN_TRAINING  # a folded layer always adds its folded bias
             fb = _frac_bits(quantizer_format(layer.bias_quantizer_internal)) if has_bias else 0
             ok = None not in (src[0], fw, fb)
@@ -200,11 +208,18 @@ def _consumers(config: dict[str, Any]) -> dict[str, list[str]]:
     return out
 
 
+def kernel_quantizer(layer: keras.layers.Layer) -> Any:
+    """A quantized layer's kernel quantizer (``depthwise_quantizer`` of a depthwise convolution), or None."""
+    if type(layer).__name__ in DEPTHWISE:
+        return getattr(layer, "depthwise_quantizer_internal", None)
+    return getattr(layer, "kernel_quantizer_internal", None)
+
+
 def _kernel_values(layer: keras.layers.Layer) -> tuple[np.ndarray, np.ndarray | None]:
     """The kernel and bias as the layer computes with them (through its quantizers, if any)."""
-    kernel = layer.kernel.numpy()
+    kernel = (layer.depthwise_kernel if type(layer).__name__ in DEPTHWISE else layer.kernel).numpy()
     bias = layer.bias.numpy() if getattr(layer, "use_bias", False) else None
-    kq = getattr(layer, "kernel_quantizer_internal", None)
+    kq = kernel_quantizer(layer)
     if kq is not None:
         kernel = np.asarray(kq(kernel))
     bq = getattr(layer, "bias_quantizer_internal", None)
@@ -323,13 +338,15 @@ def fold_batchnorm(
         axis = bn.axis[0] if isinstance(bn.axis, (list, tuple)) else bn.axis
         if axis not in (-1, len(bn.input_shape) - 1):
             raise FoldError(f"{bn.name!r} normalizes axis {axis}; only the channel (last) axis can be folded")
-        gamma = bn.gamma.numpy() if bn.scale else np.ones(kernel.shape[-1])
-        beta = bn.beta.numpy() if bn.center else np.zeros(kernel.shape[-1])
+        n_chan = int(bn.moving_mean.shape[0])
+        gamma = bn.gamma.numpy() if bn.scale else np.ones(n_chan)
+        beta = bn.beta.numpy() if bn.center else np.zeros(n_chan)
         inv = gamma.astype(np.float64) / np.sqrt(bn.moving_variance.numpy().astype(np.float64) + bn.epsilon)
-        w_fold = kernel * inv
+        # A depthwise kernel is (fh, fw, channels, 1): its channels are the third axis.
+        w_fold = kernel * (inv[:, None] if layer.__class__.__name__ in DEPTHWISE else inv)
         b_fold = ((bias if bias is not None else 0.0) - bn.moving_mean.numpy().astype(np.float64)) * inv + beta
 
-        src_fmt = quantizer_format(getattr(layer, "kernel_quantizer_internal", None))
+        src_fmt = quantizer_format(kernel_quantizer(layer))
         bits = src_fmt[0] if src_fmt else (weight_bits or 8)
         w_int = max(integer_bits_for(float(np.max(np.abs(w_fold)))), MIN_KERNEL_INTEGER_BITS)
         w_q = _quantize(w_fold, bits, w_int)

@@ -113,12 +113,23 @@ def _quantizer_type(quantizer, name: str) -> _Bounded:
 
 
 def _weights(layer: keras.layers.Layer) -> tuple[np.ndarray, np.ndarray, int, int]:
-    """Quantized kernel as (n_in, n_out), quantized bias, and the fractional bits of kernel and bias."""
-    kq = layer.kernel_quantizer_internal
+    """Quantized kernel as (n_in, n_out), quantized bias, and the fractional bits of kernel and bias.
+
+    A depthwise kernel ``(fh, fw, C, 1)`` comes as ``(fh * fw, C)``: each output channel sums its own channel's
+    window, so the bounds below (per output column) are those of its taps.
+    """
+    depthwise = type(layer).__name__ == "QDepthwiseConv2D"
+    kq = layer.depthwise_quantizer_internal if depthwise else layer.kernel_quantizer_internal
     kfmt = quantizer_format(kq)
     if kfmt is None:
         raise PrecisionError(f"{layer.name}: kernel quantizer {kq} has no fixed-point format")
-    kernel = np.asarray(kq(layer.kernel.numpy()), dtype=np.float64)
+    if depthwise:
+        if layer.depthwise_kernel.shape[-1] != 1:
+            raise PrecisionError(f"{layer.name}: depth_multiplier {layer.depthwise_kernel.shape[-1]}; only 1")
+        dw = np.asarray(kq(layer.depthwise_kernel.numpy()), dtype=np.float64)[..., 0]
+        kernel = dw.reshape(-1, dw.shape[-1])
+    else:
+        kernel = np.asarray(kq(layer.kernel.numpy()), dtype=np.float64)
     bias, bias_frac = np.zeros(kernel.shape[-1]), 0
     if layer.use_bias:
         bq = layer.bias_quantizer_internal
@@ -149,7 +160,7 @@ def derive_precisions(model: keras.Model) -> Precisions:
             t[layer.name] = _input_type()
         elif kind == "QActivation":
             t[layer.name] = _quantizer_type(layer.quantizer, layer.name)
-        elif kind in ("QConv2D", "QDense"):
+        elif kind in ("QConv2D", "QDense", "QDepthwiseConv2D"):
             src = ins[0]
             kernel, bias, kernel_frac, bias_frac = _weights(layer)
             frac = max(src.t.frac_bits + kernel_frac, bias_frac)
@@ -204,8 +215,9 @@ def derive_precisions(model: keras.Model) -> Precisions:
         else:
             raise PrecisionError(
                 f"{layer.name}: no exact fixed-point rule for {kind}; covered: InputLayer, QConv2D, QDense, "
-                "QActivation, Add, Concatenate, GlobalAveragePooling2D, GlobalMaxPooling2D, AveragePooling2D, "
-                "ZeroPadding2D, Flatten, Reshape, Dropout, MaxPooling2D (fold BatchNormalization first)"
+                "QDepthwiseConv2D, QActivation, Add, Concatenate, GlobalAveragePooling2D, GlobalMaxPooling2D, "
+                "AveragePooling2D, ZeroPadding2D, Flatten, Reshape, Dropout, MaxPooling2D (fold BatchNormalization "
+                "first)"
             )
     out.results, out.ranges = {k: b.t for k, b in t.items()}, {k: (b.lo, b.hi) for k, b in t.items()}
     out.accums, out.accum_ranges = {k: b.t for k, b in accums.items()}, {k: (b.lo, b.hi) for k, b in accums.items()}

@@ -11,9 +11,9 @@ which then goes through the same conversion, bit-accuracy gate and bundle as thi
 * biases: the accumulator's fractional bits, so adding them is exact;
 * sums (convolutions, dense, Add, average pooling): exact, derived by ``hls_build.precision``.
 
-Supported layers: InputLayer, Conv2D, Dense, BatchNormalization (right after a Conv2D or Dense), ReLU,
-Activation ``relu``/``linear``, ``activation="relu"`` inside Conv2D/Dense, Add, GlobalAveragePooling2D, Dropout
-(removed), and a final softmax (removed: the overlay streams logits; argmax is unchanged).
+Supported layers: see :data:`SUPPORTED`. A SeparableConv2D is split into a DepthwiseConv2D and a 1x1 Conv2D first
+(:func:`_split_separable`, as hls4ml does); Dropout and a final softmax are removed (the overlay streams logits;
+argmax is unchanged).
 
 The input must be the image as the model was trained on it, scaled ``pixel / input_scale`` (255 or 256, no mean
 subtraction): the overlay streams ``pixel / 256`` exactly, and ``256 / input_scale`` is folded into the first
@@ -44,7 +44,9 @@ from hls_build.fold import (
 from training.keras_compat import keras
 
 SUPPORTED = (
-    "InputLayer, Conv2D (any stride, padding same/valid), Dense, BatchNormalization (after Conv2D/Dense), ReLU, "
+    "InputLayer, Conv2D (any stride, padding same/valid), DepthwiseConv2D and SeparableConv2D (depth_multiplier 1, "
+    "any stride, padding same/valid), Dense, BatchNormalization (after Conv2D/DepthwiseConv2D/SeparableConv2D/Dense), "
+    "ReLU, "
     "Activation relu/linear/softmax (softmax last only), Add, Concatenate (channels), MaxPooling2D, AveragePooling2D "
     "(pool area a power of two), GlobalMaxPooling2D, GlobalAveragePooling2D (H*W a power of two), Flatten, Reshape, "
     "ZeroPadding2D, Dropout"
@@ -55,8 +57,8 @@ _KEPT = ("InputLayer", "BatchNormalization", "Add", "Concatenate", "MaxPooling2D
          "GlobalMaxPooling2D", "GlobalAveragePooling2D", "Flatten", "Reshape", "ZeroPadding2D")  # fmt: skip
 #: What to do instead, for layers users often have that this import refuses.
 _ADVICE = {
-    "DepthwiseConv2D": "the overlay's bit-exact engine has no depthwise kernel; use Conv2D",
-    "SeparableConv2D": "the overlay's bit-exact engine has no depthwise kernel; use Conv2D",
+    "DepthwiseConv1D": "the overlay streams 2-D images; use DepthwiseConv2D",
+    "SeparableConv1D": "the overlay streams 2-D images; use SeparableConv2D",
     "LeakyReLU": "a float slope cannot be computed exactly in fixed point; use ReLU",
     "PReLU": "a learned float slope cannot be computed exactly in fixed point; use ReLU",
     "ELU": "exponential activations have no exact fixed-point form; use ReLU",
@@ -64,6 +66,9 @@ _ADVICE = {
     "Normalization": "remove it and give its statistics with --input-mean/--input-std",
 }
 CALIBRATIONS = ("max", "percentile")
+#: Convolutions with a kernel the import quantizes (Dense too); SeparableConv2D is split first (see
+#: :func:`_split_separable`).
+_KERNEL_LAYERS = ("Conv2D", "DepthwiseConv2D", "SeparableConv2D", "Dense")
 
 
 class ByoModelError(ProjectError, ValueError):
@@ -132,6 +137,7 @@ class PtqReport:
         finetune_epochs: quantization-aware fine-tuning epochs run after the quantization (0: none).
         top1_float_input_folded: top-1 of the float model with the input preprocessing folded in (differs from
             ``top1_float`` only where a mean was folded into a convolution that zero-pads).
+        split: each SeparableConv2D -> the depthwise and 1x1 convolutions it became (:func:`_split_separable`).
     """
 
     source: str
@@ -154,6 +160,7 @@ class PtqReport:
     finetune_epochs: int = 0
     top1_before_finetune: float | None = None
     top1_float_input_folded: float | None = None
+    split: dict[str, list[str]] = field(default_factory=dict)
 
 
 def load_float_model(path: str | Path) -> keras.Model:
@@ -237,13 +244,14 @@ def check_float_model(model: keras.Model) -> None:
             )
         act = getattr(layer, "activation", None)
         act_name = getattr(act, "__name__", str(act)) if act is not None else None
-        if kind in ("Conv2D", "Dense"):
+        if kind in _KERNEL_LAYERS:
             ok = act_name in ("linear", "relu") or (act_name == "softmax" and layer is last)
             if not ok:
                 raise ByoModelError(f"{layer.name}: activation {act_name!r} is not supported; supported: {SUPPORTED}")
-            if kind == "Conv2D" and (tuple(layer.dilation_rate) != (1, 1) or layer.groups != 1):
-                raise ByoModelError(f"{layer.name}: dilated or grouped convolutions are not supported; use Conv2D "
+            if kind != "Dense" and (tuple(layer.dilation_rate) != (1, 1) or getattr(layer, "groups", 1) != 1):
+                raise ByoModelError(f"{layer.name}: dilated or grouped convolutions are not supported; use {kind} "
                                     "with dilation_rate=1, groups=1")  # fmt: skip
+            _check_depth_multiplier(layer)
             if kind == "Dense" and len(layer.input_shape) != 2:
                 raise ByoModelError(f"{layer.name}: a Dense layer on a {len(layer.input_shape) - 1}-D input; "
                                     "Flatten (or pool) before it")  # fmt: skip
@@ -277,12 +285,24 @@ def check_float_model(model: keras.Model) -> None:
             if act is not None and getattr(act, "__name__", "linear") != "linear":
                 raise ByoModelError(f"{layer.name}: BatchNormalization after {src[0].name}'s activation cannot be "
                                     "folded into it; put the activation after the BatchNormalization")  # fmt: skip
-            if len(src) != 1 or type(src[0]).__name__ not in ("Conv2D", "Dense"):
-                raise ByoModelError(f"{layer.name}: BatchNormalization must follow a Conv2D or Dense layer (it is "
-                                    "folded into it); a free-standing one has no exact fixed-point form")  # fmt: skip
+            if len(src) != 1 or type(src[0]).__name__ not in _KERNEL_LAYERS:
+                raise ByoModelError(f"{layer.name}: BatchNormalization must follow a Conv2D, DepthwiseConv2D, "
+                                    "SeparableConv2D or Dense layer (it is folded into it); a free-standing one has no "
+                                    "exact fixed-point form")  # fmt: skip
         elif kind not in (*_KEPT, *_PASS_THROUGH):
             advice = _ADVICE.get(kind, f"supported: {SUPPORTED}")
             raise ByoModelError(f"{layer.name}: {kind} is not supported by the overlay; {advice}")
+
+
+def _check_depth_multiplier(layer: keras.layers.Layer) -> None:
+    """Refuse a depthwise or separable convolution with ``depth_multiplier != 1``, saying why and what to do."""
+    mult = getattr(layer, "depth_multiplier", 1)
+    if mult != 1:
+        raise ByoModelError(
+            f"{layer.name}: {type(layer).__name__} with depth_multiplier {mult}; hls4ml 1.3's streaming depthwise "
+            "convolution computes one filter per channel (depth_multiplier=1): use depth_multiplier=1 and a 1x1 "
+            "Conv2D after it for more channels"
+        )
 
 
 # ------------------------------------------------------------------------------------------------ graph surgery
@@ -348,15 +368,19 @@ def _fold_input(model: keras.Model, pre: InputPreprocessing, report: PtqReport) 
     weights: dict[str, list[np.ndarray]] = {}
     for layer in _image_readers(model):
         kind = type(layer).__name__
-        if kind not in ("Conv2D", "Dense"):
+        if kind not in ("Conv2D", "Dense", "DepthwiseConv2D"):
             raise ByoModelError(
-                f"{layer.name}: the image goes into a {kind}; input preprocessing can be folded only into a Conv2D "
-                "(or Dense) that reads the image (through ZeroPadding2D at most)"
+                f"{layer.name}: the image goes into a {kind}; input preprocessing can be folded only into a Conv2D, "
+                "DepthwiseConv2D (or Dense) that reads the image (through ZeroPadding2D at most)"
             )
         w = layer.get_weights()
         kernel = w[0].astype(np.float64)
-        bias = w[1].astype(np.float64) if layer.use_bias else np.zeros(kernel.shape[-1])
-        if kind == "Conv2D":
+        n_out = kernel.shape[2] if kind == "DepthwiseConv2D" else kernel.shape[-1]
+        bias = w[1].astype(np.float64) if layer.use_bias else np.zeros(n_out)
+        if kind == "DepthwiseConv2D":  # kernel (fh, fw, 3, 1): output channel c reads input channel c only
+            k_new = kernel * gain[None, None, :, None]
+            b_new = bias + np.einsum("hwc,c->c", kernel[..., 0], offset)
+        elif kind == "Conv2D":
             k_new = kernel * gain[None, None, :, None]
             b_new = bias + np.einsum("hwco,c->o", kernel, offset)
         else:  # a Dense on a flattened image: channel = index % 3
@@ -372,6 +396,7 @@ def _fold_input(model: keras.Model, pre: InputPreprocessing, report: PtqReport) 
 def _split_activations(model: keras.Model, report: PtqReport) -> tuple[keras.Model, list[str]]:
     """Drop Dropout, linear activations and the final softmax; split fused ReLUs off as their own layers."""
     config = _functional_config(model)
+    new_weights = _split_separable(model, config, report)
     last = model.layers[-1].name
     relus: list[str] = []  # names of the (float) layers whose output a quantized ReLU replaces / follows
     renames: dict[str, str] = {}
@@ -391,7 +416,7 @@ def _split_activations(model: keras.Model, report: PtqReport) -> tuple[keras.Mod
             relus.append(entry["name"])
             entries.append(entry)
             continue
-        if kind in ("Conv2D", "Dense") and act in ("relu", "softmax"):
+        if kind in ("Conv2D", "Dense", "DepthwiseConv2D", "QDepthwiseConv2D") and act in ("relu", "softmax"):
             cfg["activation"] = "linear"
             if act == "softmax":
                 report.removed.append(f"{entry['name']} (softmax)")
@@ -427,7 +452,53 @@ def _split_activations(model: keras.Model, report: PtqReport) -> tuple[keras.Mod
     for ref in config["output_layers"]:
         while ref[0] in renames:
             ref[0] = renames[ref[0]]
-    return rebuild(config, model), relus
+    return rebuild(config, model, new_weights), relus
+
+
+def _split_separable(model: keras.Model, config: dict[str, Any], report: PtqReport) -> dict[str, list[np.ndarray]]:
+    """Rewrite each (Q)SeparableConv2D in ``config`` as a depthwise convolution then a 1x1 convolution, in place.
+
+    ``SeparableConv2D`` is by definition a depthwise convolution (no bias) followed by a pointwise one (bias,
+    activation): the same function. hls4ml 1.3 makes the same split itself (its ``separable_to_depthwise_and_conv``
+    pass); doing it here gives each half its own Keras layer, so the exact-type derivation types the depthwise
+    sums and the gate compares them. The 1x1 convolution keeps the layer's name (what reads the layer reads it);
+    the depthwise one is ``<name>_depthwise``. QKeras's quantizers go with their kernels.
+
+    Returns:
+        The weights of the new layers, by name.
+    """
+    weights: dict[str, list[np.ndarray]] = {}
+    entries: list[dict[str, Any]] = []
+    for entry in config["layers"]:
+        kind = entry["class_name"]
+        if kind not in ("SeparableConv2D", "QSeparableConv2D"):
+            entries.append(entry)
+            continue
+        layer, cfg, name = model.get_layer(entry["name"]), entry["config"], entry["name"]
+        quantized = kind.startswith("Q")
+        dw_name = f"{name}_depthwise"
+        common = {"trainable": cfg.get("trainable", True), "dtype": cfg.get("dtype", "float32")}
+        dw_cfg = {"name": dw_name, **common, "kernel_size": cfg["kernel_size"], "strides": cfg["strides"],
+                  "padding": cfg["padding"], "data_format": cfg.get("data_format", "channels_last"),
+                  "dilation_rate": cfg.get("dilation_rate", (1, 1)), "depth_multiplier": 1,
+                  "activation": "linear", "use_bias": False}  # fmt: skip
+        pw_cfg = {"name": name, **common, "filters": cfg["filters"], "kernel_size": (1, 1), "strides": (1, 1),
+                  "padding": "valid", "activation": cfg.get("activation", "linear"),
+                  "use_bias": cfg.get("use_bias", True)}  # fmt: skip
+        if quantized:
+            dw_cfg["depthwise_quantizer"] = str(layer.depthwise_quantizer_internal)
+            pw_cfg["kernel_quantizer"] = str(layer.pointwise_quantizer_internal)
+            if layer.use_bias:
+                pw_cfg["bias_quantizer"] = str(layer.bias_quantizer_internal)
+        entries.append({"class_name": "QDepthwiseConv2D" if quantized else "DepthwiseConv2D", "name": dw_name,
+                        "config": dw_cfg, "inbound_nodes": entry["inbound_nodes"]})  # fmt: skip
+        entries.append({"class_name": "QConv2D" if quantized else "Conv2D", "name": name, "config": pw_cfg,
+                        "inbound_nodes": [[[dw_name, 0, 0, {}]]]})  # fmt: skip
+        w = layer.get_weights()  # depthwise (fh, fw, C, 1), pointwise (1, 1, C, F)[, bias]
+        weights[dw_name], weights[name] = [w[0]], w[1:]
+        report.split[name] = [dw_name, name]
+    config["layers"] = entries
+    return weights
 
 
 def quantize_float_model(
@@ -492,6 +563,10 @@ def quantize_float_model(
             config["layers"][i] = q
     q_model = rebuild(config, float_model)
 
+    # Layers without a BatchNormalization after them first: a folded layer's input needs its format, and the
+    # depthwise half of a SeparableConv2D (no activation) is the input of the half a BatchNormalization follows.
+    bn_fed = {_inbound_layers(lyr)[0].name for lyr in q_model.layers if type(lyr).__name__ == "BatchNormalization"}
+    q_model = _quantize_remaining(q_model, weight_bits, report, exclude=bn_fed)
     # BatchNormalization folded into the layer before it, whose kernel and bias are quantized on the way.
     folded, folds = fold_batchnorm(q_model, weight_bits=weight_bits)
     for f in folds:
@@ -509,11 +584,14 @@ def quantize_float_model(
     return out, report
 
 
-def _quantize_remaining(model: keras.Model, weight_bits: int, report: PtqReport) -> keras.Model:
-    """Turn every still-float Conv2D/Dense into QConv2D/QDense with derived kernel and bias formats.
+def _quantize_remaining(
+    model: keras.Model, weight_bits: int, report: PtqReport, exclude: set[str] | None = None
+) -> keras.Model:
+    """Turn every still-float Conv2D/DepthwiseConv2D/Dense into its QKeras layer with derived kernel and bias formats.
 
     In rounds: a layer whose input's format depends on another float layer (a convolution after a Reshape of a
-    float convolution, a Concatenate of one) waits until that one has its format.
+    float convolution, a Concatenate of one) waits until that one has its format. With ``exclude`` (layers left
+    float for now), the layers that can be quantized are, and the rest are left for a later call.
     """
     while True:
         config = copy.deepcopy(model.get_config())
@@ -521,7 +599,7 @@ def _quantize_remaining(model: keras.Model, weight_bits: int, report: PtqReport)
         weights: dict[str, list[np.ndarray]] = {}
         waiting: list[str] = []
         for entry in config["layers"]:
-            if entry["class_name"] not in ("Conv2D", "Dense"):
+            if entry["class_name"] not in ("Conv2D", "Dense", "DepthwiseConv2D") or entry["name"] in (exclude or ()):
                 continue
             layer = model.get_layer(entry["name"])
             in_frac = fx.get(_inbound_layers(layer)[0].name)
@@ -530,7 +608,8 @@ def _quantize_remaining(model: keras.Model, weight_bits: int, report: PtqReport)
                 continue
             w = layer.get_weights()
             kernel = w[0].astype(np.float64)
-            bias = w[1].astype(np.float64) if layer.use_bias else np.zeros(kernel.shape[-1])
+            n_out = kernel.shape[2] if entry["class_name"] == "DepthwiseConv2D" else kernel.shape[-1]
+            bias = w[1].astype(np.float64) if layer.use_bias else np.zeros(n_out)
             w_int = max(integer_bits_for(float(np.max(np.abs(kernel)))), 1)
             b_frac = in_frac + weight_bits - w_int
             b_int = max(integer_bits_for(float(np.max(np.abs(bias)))), 1)
@@ -547,6 +626,8 @@ def _quantize_remaining(model: keras.Model, weight_bits: int, report: PtqReport)
         if not waiting:
             return model
         if not weights:
+            if exclude:
+                return model
             layer = model.get_layer(waiting[0])
             raise ByoModelError(
                 f"{layer.name}: its input {_inbound_layers(layer)[0].name!r} has no fixed-point format (a layer "
@@ -678,7 +759,8 @@ def import_float_model(
 
 
 # --------------------------------------------------------------------------------------------- QKeras, as trained
-_Q_LAYERS = ("QConv2D", "QDense", "QConv2DBatchnorm", "QActivation")
+_Q_DEPTHWISE = ("QDepthwiseConv2D", "QSeparableConv2D")
+_Q_LAYERS = ("QConv2D", "QDense", "QConv2DBatchnorm", "QDepthwiseConv2D", "QSeparableConv2D", "QActivation")
 
 
 def check_qkeras_model(model: keras.Model) -> None:
@@ -693,10 +775,11 @@ def check_qkeras_model(model: keras.Model) -> None:
     last = model.layers[-1]
     for layer in model.layers:
         kind = type(layer).__name__
-        if kind in ("QConv2D", "QDense", "QConv2DBatchnorm"):
-            for what in ("kernel", "bias"):
+        if kind in ("QConv2D", "QDense", "QConv2DBatchnorm", "QDepthwiseConv2D", "QSeparableConv2D"):
+            kernels = {"QDepthwiseConv2D": ("depthwise",), "QSeparableConv2D": ("depthwise", "pointwise")}
+            for what in (*kernels.get(kind, ("kernel",)), "bias"):
                 q = getattr(layer, f"{what}_quantizer_internal", None)
-                if (what == "kernel" or layer.use_bias or kind == "QConv2DBatchnorm") and quantizer_format(q) is None:
+                if (what != "bias" or layer.use_bias or kind == "QConv2DBatchnorm") and quantizer_format(q) is None:
                     raise ByoModelError(
                         f"{layer.name}: {what} quantizer {q} has no fixed-point format; use quantized_bits(bits, "
                         "integer, alpha=1)"
@@ -709,6 +792,7 @@ def check_qkeras_model(model: keras.Model) -> None:
                 )
             if kind != "QDense" and (tuple(layer.dilation_rate) != (1, 1) or getattr(layer, "groups", 1) != 1):
                 raise ByoModelError(f"{layer.name}: dilated or grouped convolutions are not supported")
+            _check_depth_multiplier(layer)
         elif kind == "QActivation":
             if quantizer_format(layer.quantizer) is None:
                 raise ByoModelError(
@@ -719,7 +803,7 @@ def check_qkeras_model(model: keras.Model) -> None:
             raise ByoModelError(
                 f"{layer.name}: {kind} is not supported; supported QKeras layers: {', '.join(_Q_LAYERS)}"
             )
-        elif kind in ("Conv2D", "Dense", "ReLU") or (
+        elif kind in ("Conv2D", "Dense", "DepthwiseConv2D", "SeparableConv2D", "ReLU") or (
             kind == "Activation" and layer.get_config()["activation"] == "relu"
         ):
             raise ByoModelError(
@@ -734,9 +818,10 @@ def check_qkeras_model(model: keras.Model) -> None:
                 )
         elif kind == "BatchNormalization":
             src = _inbound_layers(layer)
-            if len(src) != 1 or type(src[0]).__name__ not in ("QConv2D", "QDense"):
-                raise ByoModelError(f"{layer.name}: BatchNormalization must follow a QConv2D or QDense (it is folded "
-                                    "into it) or be trained folded (QConv2DBatchnorm)")  # fmt: skip
+            if len(src) != 1 or type(src[0]).__name__ not in ("QConv2D", "QDense", *_Q_DEPTHWISE):
+                raise ByoModelError(f"{layer.name}: BatchNormalization must follow a QConv2D, QDepthwiseConv2D, "
+                                    "QSeparableConv2D or QDense (it is folded into it) or be trained folded "
+                                    "(QConv2DBatchnorm)")  # fmt: skip
         elif kind in ("MaxPooling2D", "AveragePooling2D"):
             why = _pool_ok(layer)
             if why:
@@ -773,7 +858,7 @@ def _scale_first_layers_exactly(model: keras.Model, pre: InputPreprocessing, fol
     k = int(k)
     if k == 0:
         return model
-    from hls_build.fold import _kernel_values, fold_batchnorm, needs_folding
+    from hls_build.fold import _kernel_values, fold_batchnorm, kernel_quantizer, needs_folding
 
     if needs_folding(model):
         model, _ = fold_batchnorm(model)
@@ -781,13 +866,14 @@ def _scale_first_layers_exactly(model: keras.Model, pre: InputPreprocessing, fol
     weights: dict[str, list[np.ndarray]] = {}
     for layer in _image_readers(model):
         kind = type(layer).__name__
-        if kind not in ("QConv2D", "QDense"):
+        if kind not in ("QConv2D", "QDense", "QDepthwiseConv2D"):
             raise ByoModelError(f"{layer.name}: the image goes into a {kind}; the input scale can be folded only into "
-                                "a QConv2D/QDense/QConv2DBatchnorm that reads it")  # fmt: skip
-        bits, integer, _ = quantizer_format(layer.kernel_quantizer_internal)
+                                "a QConv2D/QDepthwiseConv2D/QDense/QConv2DBatchnorm that reads it")  # fmt: skip
+        bits, integer, _ = quantizer_format(kernel_quantizer(layer))
         frac = max(bits - integer - k, 0)
         entry = next(e for e in config["layers"] if e["name"] == layer.name)
-        entry["config"]["kernel_quantizer"] = _qbits_config(integer + k + frac, integer + k)
+        key = "depthwise_quantizer" if kind == "QDepthwiseConv2D" else "kernel_quantizer"
+        entry["config"][key] = _qbits_config(integer + k + frac, integer + k)
         kernel, _ = _kernel_values(layer)  # as quantized: scaled by 2^k, still on the (new) quantizer's grid
         w = layer.get_weights()
         weights[layer.name] = [(kernel * 2.0**k).astype(np.float32), *w[1:]]
@@ -801,7 +887,7 @@ def _stringify_quantizers(config: dict[str, Any], model: keras.Model) -> None:
     for entry in config["layers"]:
         if entry["class_name"].startswith("Q") and entry["name"] in [lyr.name for lyr in model.layers]:
             layer = model.get_layer(entry["name"])
-            for key in ("kernel_quantizer", "bias_quantizer", "activation"):
+            for key in ("kernel_quantizer", "depthwise_quantizer", "bias_quantizer", "activation"):
                 q = getattr(layer, "quantizer" if key == "activation" else f"{key}_internal", None)
                 if isinstance(entry["config"].get(key), dict) and q is not None:
                     entry["config"][key] = str(q)

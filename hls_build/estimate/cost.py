@@ -246,7 +246,8 @@ def _matmul_cost(
     wa = layer.types["in"].width
     ww = layer.types.get("weight", FixedPoint(16, 6, True)).width
     aw = layer.types.get("accum", FixedPoint(max(wa + ww, 16), 8, True)).width
-    total = n_in * n_out
+    # A depthwise kernel (nnet_depthwise_product.h) multiplies each of its n_in window elements once.
+    total = n_in if layer.detail.get("depthwise") else n_in * n_out
     r = zero_resources()
     detail: dict[str, Any] = {"n_in": n_in, "n_out": n_out, "reuse_factor": rf, "strategy": strategy}
     if strategy == "resource":
@@ -312,7 +313,8 @@ def conv_cost(
         per_in = max(rf, k.conv_latency_cycles_per_input)
         cycles = in_px * per_in + call_cycles
     first = ((fh - 1) * in_w + fw) * per_in + call_cycles
-    label = f"Conv2D {fh}x{fw} RF {rf} {strategy.capitalize()}{_bound_label(detail)}"
+    kind = "DepthwiseConv2D" if layer.detail.get("depthwise") else "Conv2D"
+    label = f"{kind} {fh}x{fw} RF {rf} {strategy.capitalize()}{_bound_label(detail)}"
     return LayerCost(layer.name, layer.op, label, r, int(cycles), int(first), detail)
 
 
@@ -340,6 +342,7 @@ def _result_cast(layer: Layer, n_in: int, n_out: int, rf: int, strategy: str) ->
         out.width, out.integer, out.signed, out.rounding, out.saturation
     )  # fmt: skip
     in_loop = layer.detail.get("serial_result_cast") and strategy == "resource" and rf > n_in and rf % n_in == 0
+    in_loop = in_loop and not layer.detail.get("depthwise")  # the serial cast rewrites the dense kernels only
     if not in_loop or same:
         return n_out * one, 0.0
     lanes = math.ceil(n_in * n_out / rf)

@@ -27,6 +27,7 @@ _OPS = {
     "zeropad2d_cl": "zeropad",
     "conv_2d_cl": "conv2d",
     "pointwise_conv_2d_cl": "conv2d",
+    "depthwise_conv_2d_cl": "conv2d",  # priced as a convolution with one product per window element
     "normalize": "batchnorm",
     "dense": "dense",
     "clone_stream": "clone",
@@ -214,6 +215,7 @@ def graph_from_project(
             mult_struct = cfg.get("mult_config", "") if op == "conv2d" else (config or "")
             layer.detail["multiplier"] = impl_of_product_class(products.get(mult_struct))
             layer.detail["serial_result_cast"] = serial_casts  # hls_build.fuse.serialize_result_casts
+            layer.detail["depthwise"] = func == "depthwise_conv_2d_cl"
             if op == "conv2d" and func == "pointwise_conv_2d_cl":
                 layer.attrs.setdefault("filt_height", 1)
                 layer.attrs.setdefault("filt_width", 1)

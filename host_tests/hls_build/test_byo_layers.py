@@ -144,12 +144,12 @@ def _with(layer_fn):
 @pytest.mark.parametrize(
     ("make", "match"),
     [
-        (lambda: _with(L.DepthwiseConv2D(3)), r"depthwise_conv2d(_\d+)?: DepthwiseConv2D .*use Conv2D"),
+        (lambda: _with(L.DepthwiseConv2D(3, depth_multiplier=2)), r"depthwise_conv2d(_\d+)?: .*depth_multiplier=1"),
         (lambda: _with(L.LeakyReLU()), r"leaky_re_lu(_\d+)?: LeakyReLU .*use ReLU"),
         (lambda: _with(lambda t: L.ReLU(max_value=6.0)(t)), r"max_value"),
         (lambda: _with(L.AveragePooling2D(3)), r"averages 9 values"),
         (lambda: _with(L.MaxPooling2D(3, strides=2, padding="same")), r"padding='valid'"),
-        (lambda: _with(lambda t: L.BatchNormalization()(L.ReLU()(t))), r"must follow a Conv2D or Dense"),
+        (lambda: _with(lambda t: L.BatchNormalization()(L.ReLU()(t))), r"must follow a Conv2D, DepthwiseConv2D"),
         (
             lambda: _with(lambda t: L.BatchNormalization()(L.Conv2D(4, 3, activation="relu")(t))),
             r"put the activation after",
