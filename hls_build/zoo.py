@@ -272,9 +272,20 @@ def summarize(design: Design, root: Path = ROOT) -> dict[str, Any]:
     ):
         if board != design.board:
             raise ZooError(f"{design.name}: the {what} is for {board!r}, not {design.board!r}; rebuild it")
-    h5 = hashlib.sha256((model_dir / "model.h5").read_bytes()).hexdigest()
-    if _get(manifest, "files", m).get("model.h5") != h5:
-        raise ZooError(f"{design.name}: the bundle was built from another model.h5 than {design.model_dir}; rebuild it")
+
+    def sha(path: Path) -> str:
+        return hashlib.sha256(path.read_bytes()).hexdigest()
+
+    # The bundle's model.h5 is the folded model it computes; the training record it copies names the source run.
+    files = _get(manifest, "files", m)
+    copied = {"training_config.json": model_dir / "config.json", "training_metrics.json": model_dir / "metrics.json"}
+    for name, source in copied.items():
+        if source.is_file() and files.get(name) != sha(source):
+            raise ZooError(
+                f"{design.name}: the bundle was built from another training run than {design.model_dir} "
+                f"({name} differs); rebuild it"
+            )
+    h5 = sha(model_dir / "model.h5")
     if _get(report, "bundle.created_utc", r) != manifest.get("created_utc"):
         raise ZooError(
             f"{design.name}: the bench report is of an older build of the bundle; run `make bench DESIGN={design.name}`"
@@ -466,41 +477,62 @@ def pareto_plot(board: str, summaries: list[dict[str, Any]], refs: list[dict[str
 
     from hls_build.designs import TARGET_IMAGES_PER_S
 
-    fig = Figure(figsize=(12, 5.2))
+    fig = Figure(figsize=(13, 5.6))
     FigureCanvasAgg(fig)
-    ax, bars = fig.subplots(1, 2, gridspec_kw={"width_ratios": [1.5, 1]})
-    for r in refs:
-        ax.scatter(r["images_per_s"], r["top1_pct"], marker="s", color="grey", s=40, zorder=3)
-        ax.annotate(f"{r['label']}\nmeasured elsewhere", (r["images_per_s"], r["top1_pct"]), fontsize=7,
-                    color="dimgrey", xytext=(5, 4), textcoords="offset points")  # fmt: skip
+    ax, bars = fig.subplots(1, 2, gridspec_kw={"width_ratios": [1.6, 1]})
     rows = sorted(summaries, key=lambda s: s["estimate"]["images_per_s"])
     optimal = pareto_optimal([(s["top1"]["emulated_fpga"], s["estimate"]["images_per_s"]) for s in rows])
+    xs_all = [r["images_per_s"] for r in refs] + [
+        v for s in rows for v in (s["estimate"].get("images_per_s_range") or [s["estimate"]["images_per_s"]])
+    ]
+    ys_all = [r["top1_pct"] for r in refs] + [100 * s["top1"]["emulated_fpga"] for s in rows]
+    x_lo, x_hi = min(xs_all) / 2, max(xs_all) * 4
+    mid = (x_lo * x_hi) ** 0.5
+
+    def label(x: float, y: float, text: str, color: str, dy: int) -> None:
+        # right of the point in the left half, left of it in the right half, so no label leaves the axes
+        left = x > mid
+        ax.annotate(text, (x, y), fontsize=7, color=color, xytext=(-6 if left else 6, dy), textcoords="offset points",
+                    ha="right" if left else "left")  # fmt: skip
+
+    for r in refs:
+        ax.scatter(r["images_per_s"], r["top1_pct"], marker="s", color="grey", s=40, zorder=3)
+        label(r["images_per_s"], r["top1_pct"], f"{r['label']}\nmeasured elsewhere", "dimgrey", 4)
     for s, opt in zip(rows, optimal, strict=True):
         x, y = s["estimate"]["images_per_s"], 100 * s["top1"]["emulated_fpga"]
         lo_hi = s["estimate"].get("images_per_s_range")
         xerr = [[x - lo_hi[0]], [lo_hi[1] - x]] if lo_hi else None
         ax.errorbar(x, y, xerr=xerr, fmt="o", color="tab:blue" if opt else "tab:cyan", capsize=3, zorder=4)
-        ax.annotate(f"{s['design']}\nESTIMATE images/s", (x, y), fontsize=7, color="tab:blue",
-                    xytext=(5, -16), textcoords="offset points")  # fmt: skip
+        label(x, y, f"{s['design']}: ESTIMATE images/s,\ntop-1 emulated" + ("" if opt else " (not Pareto-optimal)"),
+              "tab:blue", -18)  # fmt: skip
+    ax.set_xscale("log")
+    ax.set_xlim(x_lo, x_hi)
+    ax.set_ylim(min(ys_all) - 1.5, max(ys_all) + 1.5)
     target = TARGET_IMAGES_PER_S.get(board)
     if target:
         ax.axvline(target, color="tab:red", linestyle="--", linewidth=1)
-        ax.text(target, ax.get_ylim()[0], f" target {target:,.0f}/s", color="tab:red", fontsize=7, va="bottom")
-    ax.set_xscale("log")
-    ax.set_xlabel("images/s (ours: ESTIMATE at the plan's clock, bar = calibration band; grey: measured elsewhere)")
-    ax.set_ylabel("top-1 % (ours: emulated overlay, CIFAR-10 test images)")
-    ax.set_title(f"{board}: zoo designs (ESTIMATE) vs published boards (measured elsewhere)", fontsize=9)
+        ax.text(target, min(ys_all) - 1.4, f" issue-18 target {target:,.0f}/s", color="tab:red", fontsize=7)
+    ax.set_xlabel("images/s, log scale\n(ours: ESTIMATE at the plan's clock, bar = calibration band; "
+                  "grey: measured elsewhere)", fontsize=8)  # fmt: skip
+    ax.set_ylabel("top-1 % (ours: emulated overlay, CIFAR-10 test images)", fontsize=8)
+    ax.set_title(f"{board}: zoo designs (ESTIMATE) and published boards (measured elsewhere)", fontsize=9)
     ax.grid(True, which="both", alpha=0.3)
     width = 0.8 / max(1, len(rows))
     for i, s in enumerate(rows):
-        u = s["estimate"]["utilization_pct"]
+        u, est = s["estimate"]["utilization_pct"], s["estimate"]
         xs = [k + (i - (len(rows) - 1) / 2) * width for k in range(len(RESOURCES))]
         bars.bar(xs, [u.get(k) or 0.0 for k in RESOURCES], width=width, label=s["design"])
+        cap, avail = est.get("cap") or {}, est.get("available") or {}
+        caps = [(x, 100 * cap[k] / avail[k]) for x, k in zip(xs, RESOURCES, strict=True) if cap.get(k) and avail.get(k)]
+        if caps:
+            bars.scatter(*zip(*caps, strict=True), marker="_", s=300, color="black", zorder=3,
+                         label="cap of the calibrated plan" if i == 0 else None)  # fmt: skip
     bars.axhline(100, color="black", linewidth=0.8)
+    bars.set_ylim(0, 110)
     bars.set_xticks(range(len(RESOURCES)), RESOURCES)
-    bars.set_ylabel("% of the board (ESTIMATE, pre-synthesis)")
+    bars.set_ylabel("% of the board (ESTIMATE, pre-synthesis)", fontsize=8)
     bars.set_title("resources (ESTIMATE)", fontsize=9)
-    bars.legend(fontsize=7)
+    bars.legend(fontsize=7, loc="upper left")
     fig.tight_layout()
     path = out / "pareto.png"
     fig.savefig(path, dpi=110)

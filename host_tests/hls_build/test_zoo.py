@@ -67,13 +67,19 @@ def _registry(root: Path, designs: dict, models: dict | None = None) -> None:
     (root / "zoo" / "designs.json").write_text(json.dumps({"models": models, "designs": designs}))
 
 
-def _model(root: Path, name: str = "m", payload: bytes = b"weights") -> str:
+def _model(root: Path, name: str = "m", seconds: float = 100.0) -> dict[str, str]:
+    """A model folder; returns the sha256 of the training record a bundle of it copies (names the training run)."""
     folder = root / "zoo" / "models" / name
     folder.mkdir(parents=True, exist_ok=True)
-    (folder / "model.h5").write_bytes(payload)
-    (folder / "config.json").write_text(json.dumps({"model_id": "resnet8_q8_3"}))
-    (folder / "metrics.json").write_text(json.dumps({"test_top1_final": 0.8, "epochs": 12}))
-    return hashlib.sha256(payload).hexdigest()
+    (folder / "model.h5").write_bytes(b"weights")
+    config = json.dumps({"model_id": "resnet8_q8_3"}).encode()
+    metrics = json.dumps({"test_top1_final": 0.8, "epochs": 12, "train_seconds": seconds}).encode()
+    (folder / "config.json").write_bytes(config)
+    (folder / "metrics.json").write_bytes(metrics)
+    return {
+        "training_config.json": hashlib.sha256(config).hexdigest(),
+        "training_metrics.json": hashlib.sha256(metrics).hexdigest(),
+    }
 
 
 @pytest.mark.parametrize(
@@ -127,7 +133,9 @@ def test_add_copies_the_training_folder_and_registers_each_design(tmp_path):
         zoo.add_model(tmp_path, "r9", "cmd", ["pynq-z2/r9"], root=root)
 
 
-def _outputs(root: Path, board: str, short: str, h5: str, top1: float, ips: float, util: float, stamp: str = "t1"):
+def _outputs(
+    root: Path, board: str, short: str, h5: dict[str, str], top1: float, ips: float, util: float, stamp: str = "t1"
+):
     """The three build outputs a design's summary is made of, with only the fields the summary reads."""
     plan = root / "build/plans/zoo" / board / f"{short}.json"
     plan.parent.mkdir(parents=True, exist_ok=True)
@@ -136,8 +144,8 @@ def _outputs(root: Path, board: str, short: str, h5: str, top1: float, ips: floa
     bundle.mkdir(parents=True, exist_ok=True)
     est = {"images_per_s": ips, "utilization_pct": {"BRAM_18K": util, "DSP": util, "FF": util, "LUT": util}}
     gate = {"keras_top1": top1, "firmware_vs_keras_agreement": 1.0, "firmware_vs_keras_images": 1000}
-    manifest = {"board": board, "created_utc": stamp, "files": {"model.h5": h5}, "resources": {"estimate": est},
-                "metrics": gate}  # fmt: skip
+    manifest = {"board": board, "created_utc": stamp, "files": h5,
+                "resources": {"estimate": est}, "metrics": gate}  # fmt: skip
     (bundle / "manifest.json").write_text(json.dumps(manifest))
     report = root / "build/reports/zoo" / board / short / "report.json"
     report.parent.mkdir(parents=True, exist_ok=True)
@@ -193,8 +201,8 @@ def test_results_refuse_a_missing_or_stale_build_output(tmp_path, capsys):
     (tmp_path / "build/reports/zoo/zcu104/big/report.json").unlink()
     assert zoo.main(["--root", str(tmp_path), "results", "--out", "out"]) == 2
     assert "make bench DESIGN=zcu104/big" in capsys.readouterr().err
-    _outputs(tmp_path, "zcu104", "big", "0" * 64, 0.8, 1.0, 1.0)
-    with pytest.raises(zoo.ZooError, match="another model.h5"):
+    _outputs(tmp_path, "zcu104", "big", _model(tmp_path, "other", seconds=5.0), 0.8, 1.0, 1.0)
+    with pytest.raises(zoo.ZooError, match="another training run"):
         zoo.summarize(zoo.find_design("zcu104/big", zoo.REGISTRY, tmp_path), tmp_path)
     _outputs(tmp_path, "zcu104", "big", _model(tmp_path), 0.8, 1.0, 1.0, stamp="t2")
     with pytest.raises(zoo.ZooError, match="older build of the bundle"):
