@@ -100,8 +100,14 @@ def build_parser() -> argparse.ArgumentParser:
         "held-out training images (default max)",
     )
     im.add_argument("--percentile", type=float, default=99.99, help="for --calibration percentile/best")
-    im.add_argument("--finetune-epochs", type=int, default=0,
-                    help="quantization-aware fine-tuning epochs after the quantization (default 0: none)")  # fmt: skip
+    im.add_argument("--finetune-epochs", type=_epochs_or_auto, default=0,
+                    help="quantization-aware fine-tuning epochs after the quantization (default 0: none); 'auto': "
+                    "2 epochs only if the quantization loses more than 1 point of top-1 on held-out training "
+                    "images")  # fmt: skip
+    im.add_argument("--weight-range", choices=("max", "mse", "best"), default="max",
+                    help="each kernel's integer bits (one type per layer: hls4ml has no per-channel formats): "
+                    "from its largest weight, the least squared error, or the better on held-out training "
+                    "images")  # fmt: skip
     im.add_argument("--weight-bits", type=int, default=8)
     im.add_argument("--activation-bits", type=int, default=8)
     im.add_argument("--calibration-images", type=int, default=1000, help="training images for activation ranges")
@@ -176,6 +182,19 @@ def _three_floats(text: str) -> tuple[float, float, float]:
         raise argparse.ArgumentTypeError(f"expected R,G,B (three numbers), got {text!r}") from None
 
 
+def _epochs_or_auto(text: str) -> int | str:
+    """``--finetune-epochs``: a count >= 0 or ``auto``."""
+    if text == "auto":
+        return text
+    try:
+        n = int(text)
+    except ValueError:
+        n = -1
+    if n < 0:
+        raise argparse.ArgumentTypeError(f"expected a number of epochs >= 0 or 'auto', got {text!r}")
+    return n
+
+
 def _import(args: argparse.Namespace) -> int:
     from hls_build.ptq import describe, import_float_model
 
@@ -184,6 +203,7 @@ def _import(args: argparse.Namespace) -> int:
         activation_bits=args.activation_bits, calibration_images=args.calibration_images,
         test_images=args.test_images, input_mean=args.input_mean, input_std=args.input_std,
         calibration=args.calibration, percentile=args.percentile, finetune_epochs=args.finetune_epochs,
+        weight_range=args.weight_range,
     )  # fmt: skip
     print(describe(report))
     print(f"next: python -m hls_build bundle --model-dir {args.out}")

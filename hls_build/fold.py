@@ -97,6 +97,31 @@ def integer_bits_for(max_abs: float, signed: bool = True) -> int:
     return int(math.floor(math.log2(max_abs))) + 1 + int(signed)
 
 
+#: How a float kernel's integer bits are chosen (:func:`kernel_integer_bits`).
+WEIGHT_RANGES = ("max", "mse")
+
+
+def kernel_integer_bits(values: np.ndarray, bits: int, how: str = "max") -> int:
+    """Integer bits (sign included) of a ``bits``-wide kernel type for ``values``, one type for the whole tensor.
+
+    ``"max"``: enough for the largest ``|w|``, so no weight saturates. ``"mse"``: of that and one or two fewer
+    (each one more fractional bit, the largest weights clipped), the one with the least squared error
+    ``sum (w - q(w))^2``; ties keep the wider range. hls4ml 1.3 gives a layer's weights one type (no per-channel
+    formats in io_stream), so this per-layer choice is what the firmware can take.
+    """
+    top = max(integer_bits_for(float(np.max(np.abs(values)))), MIN_KERNEL_INTEGER_BITS)
+    if how == "max":
+        return top
+    if how != "mse":
+        raise FoldError(f"weight range must be one of {', '.join(WEIGHT_RANGES)}, got {how!r}")
+    best, best_err = top, None
+    for integer in range(top, max(top - 2, MIN_KERNEL_INTEGER_BITS) - 1, -1):
+        err = float(np.sum((values - _quantize(values, bits, integer).astype(np.float64)) ** 2))
+        if best_err is None or err < best_err:
+            best, best_err = integer, err
+    return best
+
+
 def _qbits_config(total: int, integer: int) -> str:
     """``quantized_bits`` for signed ``ap_fixed<total, integer>`` as QKeras parses it (it does not count the sign)."""
     return f"quantized_bits({total},{integer - 1},0,alpha=1)"
@@ -262,7 +287,7 @@ def _qconv2d_keys() -> set[str]:
 
 
 def fold_batchnorm(
-    model: keras.Model, weight_bits: int | None = None, name: str | None = None
+    model: keras.Model, weight_bits: int | None = None, name: str | None = None, weight_range: str = "max"
 ) -> tuple[keras.Model, list[FoldedLayer]]:
     """Fold every ``Conv2D/QConv2D/Dense/QDense -> BatchNormalization`` pair into one quantized layer.
 
@@ -274,6 +299,8 @@ def fold_batchnorm(
         weight_bits: kernel width for layers without a kernel quantizer (float models); quantized layers keep the
             width of their quantizer. None: 8.
         name: name of the folded model (default: the source's).
+        weight_range: integer bits of a float layer's folded kernel (:func:`kernel_integer_bits`); a quantized
+            layer's always hold its largest folded weight.
 
     Returns:
         The folded model (a new model; ``model`` is untouched) and one :class:`FoldedLayer` per fold. A model
@@ -348,7 +375,7 @@ def fold_batchnorm(
 
         src_fmt = quantizer_format(kernel_quantizer(layer))
         bits = src_fmt[0] if src_fmt else (weight_bits or 8)
-        w_int = max(integer_bits_for(float(np.max(np.abs(w_fold)))), MIN_KERNEL_INTEGER_BITS)
+        w_int = kernel_integer_bits(w_fold, bits, weight_range if src_fmt is None else "max")
         w_q = _quantize(w_fold, bits, w_int)
         b_frac = in_frac + (bits - w_int)
         b_int = max(integer_bits_for(float(np.max(np.abs(b_fold)))), 1)
