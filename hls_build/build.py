@@ -471,9 +471,12 @@ def _step_estimate(ctx: BuildContext) -> None:
     settings = ctx.settings
     graph = graph_from_project(ctx.hls_dir, PROJECT_NAME, clock_mhz=settings.clock_mhz,
                                part=board_spec(settings.board).part)  # fmt: skip
+    # The one calibrated estimator (hls_build/calibration_fit.json), as `estimate`, `plan` and the planner use it.
     estimate = estimate_design(graph, settings.board)
-    log.info("estimate (pre-synthesis): %s", ", ".join(f"{k} {v:.0f}%" for k, v in estimate.utilization().items()
-                                                        if v is not None))  # fmt: skip
+    log.info("estimate (pre-synthesis, predicted post-synthesis use of the board): %s; whole design with the board "
+             "wrapper and the error band %s", ", ".join(f"{k} {v:.0f}%" for k, v in estimate.utilization().items()
+                                                       if v is not None),
+             "fits" if estimate.fits() else f"does NOT fit ({', '.join(estimate.over_budget())} over)")  # fmt: skip
     ctx.write_json("estimate.json", estimate.to_manifest_entry())
 
 

@@ -8,12 +8,15 @@ files by :func:`reported`; none is typed in.
 
 The fit (:func:`calibrate`):
 
-* **LUT, FF (csynth)**: the estimate's bit-level operator counts come in the cost model's three categories
-  (multiply-accumulate logic ``mac``, other logic ``other``, storage bits ``storage``); the csynth figure is
-  modelled as ``a * mac + b * other + c * storage`` with ``a, b, c >= 0`` fitted by least squares on the
-  *relative* error over all designs. The leave-one-out (LOO) estimate of a design is the same fit without it.
-  (A two-factor variant, ``mac`` and the rest, had the same LUT error and a larger FF error; the three-factor
-  form was chosen after seeing both leave-one-out results, so its FF figure is optimistic by that choice.)
+* **LUT, FF (csynth)**: the estimate's bit-level operator counts come in the cost model's categories
+  (``hls_build.estimate.cost.PART_KEYS``: multiply-accumulate arithmetic, reuse-loop selects, other datapath logic,
+  per-process control, storage bits); the csynth figure is modelled as a sum of non-negative factors times those
+  counts, one factor per group of :data:`FIT_GROUPS` (datapath arithmetic and storage share one, selects and
+  control have their own), fitted by least squares on the *relative* error over all designs. The grouping is
+  physical (see :data:`FIT_GROUPS`), not chosen by its leave-one-out error: a free factor per category has the
+  lower leave-one-out error on these 9 designs but fits nonsense factors (element-wise logic x12, control x0)
+  that put a logic-heavy design (the project's ResNets, with their Adds) at several times its bit-level cost.
+  The leave-one-out (LOO) estimate of a design is the same fit without it.
 * **Post-synthesis**: Vivado's synthesized LUT/FF/BRAM/DSP over the csynth figure, per resource, from every
   published pair (geometric mean); the post-synthesis prediction is the csynth prediction times that ratio.
 * **DSP, interval**: the binding rule and cycle model of :mod:`hls_build.estimate` with their discrete constants
@@ -35,16 +38,17 @@ import re
 import shutil
 import tempfile
 from collections.abc import Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from hls_build.boards import RESOURCE_NAMES
+from hls_build.estimate.cost import FIT_FILE, PART_KEYS
+from hls_build.estimate.cost import load_fit as _load_fit
 from hls_build.hls_project import DESIGNS_DIR, HlsProjectError, read_project
 
-FIT_FILE = Path(__file__).with_name("calibration_fit.json")
 FIT_RESOURCES = ("LUT", "FF")
 CHECK_RESOURCES = ("BRAM_18K", "DSP", "FF", "LUT")
 
@@ -211,7 +215,7 @@ def design_graph(design: CalibrationDesign) -> Any:
 
 
 def raw_estimate(graph: Any, **coefficients: Any) -> dict[str, Any]:
-    """The estimate before the fitted LUT/FF factors: LUT/FF parts, BRAM, DSP, interval.
+    """The raw model's estimate (no fitted factor, no ratio): LUT/FF parts, BRAM, DSP, interval.
 
     Args:
         graph: the design graph.
@@ -219,7 +223,7 @@ def raw_estimate(graph: Any, **coefficients: Any) -> dict[str, Any]:
     """
     from hls_build import estimate as est
 
-    k = replace(est.load_coefficients(), lut_scale=1.0, ff_scale=1.0, **coefficients)
+    k = est.Coefficients(**coefficients)
     e = est.estimate_design(graph, None, coefficients=k, check=False)
     return {
         "LUT": dict(e.parts["LUT"]),
@@ -236,22 +240,33 @@ def _log_err(pred: float, ref: float) -> float:
     return abs(math.log((pred + 1.0) / (ref + 1.0)))
 
 
-#: The cost model's categories of LUT/FF (hls_build.estimate: multiply-accumulate logic, other logic, storage
-#: bits); the csynth figure is fitted as one non-negative factor per category.
-PART_KEYS = ("mac", "other", "storage")
-
-
 def _predict(parts: dict[str, float], coef: tuple[float, ...]) -> float:
     return sum(c * parts[k] for c, k in zip(coef, PART_KEYS))
 
 
+#: The fitted factors, each shared by the cost model's categories (``PART_KEYS``) it names: three physically
+#: distinct kinds of logic that an HLS report counts at different multiples of their bit-level cost. Datapath: the
+#: operators whose size grows with the data width on carry chains and registers (multipliers, adders, element-wise
+#: logic, registers, SRLs), one factor for all, since they are the same LUT/carry/register primitives; select: the
+#: multiplexers of a Resource kernel's reuse loop (a csynth report sizes multiplexers in its own "Multiplexer"
+#: tables); control: the per-process and per-FIFO loop counters, FSM and handshakes, a fixed cost per process that
+#: does not grow with the data width (a one-channel ZeroPadding2D takes about 440 csynth LUTs, a 13-channel one
+#: about the same).
+FIT_GROUPS = {"datapath": ("mac", "logic", "storage"), "select": ("select",), "control": ("control",)}
+
+
 def fit_logic(rows: list[tuple[dict[str, float], float]]) -> tuple[float, ...]:
-    """Factors ``>= 0`` per category minimizing ``sum((sum(c_k * part_k) / target - 1)^2)`` (relative error)."""
+    """Factors ``>= 0`` per category minimizing ``sum((sum(c_k * part_k) / target - 1)^2)`` (relative error).
+
+    One factor per group of :data:`FIT_GROUPS`, returned per category of ``PART_KEYS``.
+    """
     from scipy.optimize import nnls
 
-    a = np.array([[p[k] / t for k in PART_KEYS] for p, t in rows], dtype=float)
+    groups = list(FIT_GROUPS.values())
+    a = np.array([[sum(p[k] for k in g) / t for g in groups] for p, t in rows], dtype=float)
     coef, _ = nnls(a, np.ones(len(rows)))
-    return tuple(round(float(c), 4) for c in coef)  # as stored in calibration_fit.json
+    per = {k: round(float(c), 4) for c, g in zip(coef, groups) for k in g}  # as stored in calibration_fit.json
+    return tuple(per[k] for k in PART_KEYS)
 
 
 def _pct(pred: float | None, ref: float | None) -> float | None:
@@ -374,7 +389,8 @@ def calibrate(folder: str | Path | None = None) -> dict[str, Any]:
 
     def prediction(name: str, p: dict[str, Any], ratios: dict[str, float | None]) -> dict[str, Any]:
         r = by_dsp[(name, p["dsp_min_sum_bits"])]
-        csynth = {res: round(_predict(r[res], p["logic"][res])) for res in FIT_RESOURCES}
+        # rounded up like every estimate's totals (hls_build.estimate.Estimate.csynth_totals)
+        csynth = {res: math.ceil(_predict(r[res], p["logic"][res]) - 1e-9) for res in FIT_RESOURCES}
         csynth.update({res: r[res] for res in ("BRAM_18K", "DSP", "URAM")})
         synth = {res: (round(csynth[res] * ratios[res]) if ratios.get(res) else None) for res in CHECK_RESOURCES}
         consts = p["interval"][tool[name]]
@@ -458,8 +474,7 @@ def calibrate(folder: str | Path | None = None) -> dict[str, Any]:
 
 def load_fit(path: str | Path | None = None) -> dict[str, Any] | None:
     """The committed fit (``calibration_fit.json``), or None when there is none."""
-    path = Path(path) if path is not None else FIT_FILE
-    return json.loads(path.read_text()) if path.is_file() else None
+    return _load_fit(path)
 
 
 def format_summary(fit: dict[str, Any]) -> str:
@@ -545,10 +560,12 @@ def estimate_hls_project(
 ) -> dict[str, Any]:
     """The calibrated ESTIMATE of an hls4ml project folder, as the JSON ``estimate --hls-project`` writes.
 
-    ``totals`` is the csynth-level prediction (the figures an HLS report would show), ``post_synthesis`` the
-    predicted Vivado figures after synthesis (the fitted ratios), ``band_pct`` the calibration's 90th-percentile
-    leave-one-out |error| per resource, ``range`` the totals widened by that band. Per-layer LUT/FF are the
-    operator model's, scaled so that they add up to the calibrated totals.
+    The same estimator as every other estimate (:func:`hls_build.estimate.estimate_design` with the coefficients of
+    the fit): ``totals`` is the csynth-level prediction (the figures an HLS report would show), ``post_synthesis``
+    the predicted Vivado figures after synthesis (the fitted ratios), ``band_pct`` the calibration's 90th-percentile
+    leave-one-out |error| per resource, ``range`` the totals widened by that band; "fits" is decided on the whole
+    design (post-synthesis prediction plus the board wrapper) widened by the post-synthesis band. Per-layer rows
+    are at csynth level.
 
     Raises:
         HlsProjectError: see :func:`hls_build.hls_project.read_project`.
@@ -561,24 +578,16 @@ def estimate_hls_project(
     if fit is None:
         raise CalibrationError(f"{FIT_FILE} not found: run `python -m hls_build calibrate --write` first")
     graph, info = read_project(path, part=part, hls_tool=hls_tool)
-    consts = fit["constants"]
-    tool_consts = consts["interval"].get(info.hls_tool) or consts["interval"]["vitis"]
-    k = replace(est.load_coefficients(), lut_scale=1.0, ff_scale=1.0, dsp_min_sum_bits=consts["dsp_min_sum_bits"],
-                **tool_consts)  # fmt: skip
+    k = est.coefficients_from_fit(fit, info.hls_tool)
     try:
         e = est.estimate_design(graph, None, coefficients=k, check=False)
     except (est.EstimateError, KeyError, TypeError, ValueError, ZeroDivisionError) as exc:
         # an hls4ml layer or setting the cost model does not know: say so instead of a traceback
         raise HlsProjectError(f"{info.root}: the estimator cannot cost this firmware ({exc!r})") from exc
-    totals: dict[str, Any] = {r: e.totals[r] for r in RESOURCE_NAMES}
-    for res in FIT_RESOURCES:
-        c = fit["coefficients"][res]
-        totals[res] = round(_predict(e.parts[res], tuple(c[k] for k in PART_KEYS)))
-    raw_sum = {res: sum(row.resources[res] for row in e.rows) + e.fifo[res] for res in FIT_RESOURCES}
-    scale = {res: (totals[res] / raw_sum[res] if raw_sum[res] else 1.0) for res in FIT_RESOURCES}
-    ratios = fit["post_synthesis"]["ratios"]
-    post = {r: (round(totals[r] * ratios[r]) if ratios.get(r) else totals[r]) for r in RESOURCE_NAMES}
+    totals: dict[str, Any] = e.csynth_totals
+    post: dict[str, Any] = e.totals
     band = fit["band_pct"]
+    band_post = fit.get("post_synthesis_band_pct", band)
     used_part = graph.part
     available = part_resources(used_part) if used_part else None
 
@@ -588,7 +597,6 @@ def estimate_hls_project(
         return {r: (round(100.0 * values[r] / available[r], 1) if available.get(r) else None) for r in RESOURCE_NAMES}
 
     wrapper = (fit.get("board_wrapper") or {}).get("resources")
-    band_post = fit.get("post_synthesis_band_pct", band)
     whole = {r: post[r] + (wrapper or {}).get(r, 0) for r in RESOURCE_NAMES}
     fits = None
     if available:
@@ -597,9 +605,9 @@ def estimate_hls_project(
                    if r in band_post and available.get(r))  # fmt: skip
     rows = []
     for row in e.rows:
-        res = {r: round(row.resources[r] * scale.get(r, 1.0), 1) for r in RESOURCE_NAMES}
+        res = {r: round(row.csynth[r], 1) for r in RESOURCE_NAMES}
         rows.append({"name": row.name, "op": row.op, "label": row.label, "cycles": row.cycles, "resources": res})
-    fifo = {r: round(e.fifo[r] * scale.get(r, 1.0), 1) for r in RESOURCE_NAMES}
+    fifo = {r: round(e.csynth_fifo[r], 1) for r in RESOURCE_NAMES}
     return {
         "kind": "estimated",
         "stage": "pre_synthesis",
@@ -631,13 +639,13 @@ def estimate_hls_project(
         "post_synthesis_utilization_pct": util(post),
         "whole_design_utilization_pct": util(whole),
         "fits": fits,
-        "fits_rule": "whole design (accelerator post-synthesis prediction + board wrapper) times (1 + band) "
-        "within the part's resources, every resource",
+        "fits_rule": est.FITS_RULE,
         "interval_cycles": e.interval_cycles,
         "latency_cycles": e.latency_cycles,
         "bottleneck": e.bottleneck,
         "images_per_s": round(e.images_per_s, 1),
         "interval_error_pct": fit["summary"]["interval_cycles"],
+        **est.throughput_band(),
         "layers": rows,
         "unmodelled_layers": [f"{layer.name} ({layer.function})" for layer in graph.layers if layer.op == "unknown"],
         "fifo": fifo,
@@ -755,9 +763,16 @@ def format_markdown(fit: dict[str, Any]) -> str:
             mark = " (input)" if r in d["not_independent"] else ""
             cells += [str(rep[r]), f"{e[r]:+.0f} %{mark}"]
         out.append(f"| `{d['name']}` | {d['part']} | {d['hls_tool']} | " + " | ".join(cells) + " |")
+    coef = fit["coefficients"]
+    out += [
+        "",
+        "Fitted csynth factors per category of the bit-level model (`PART_KEYS`; tied as `FIT_GROUPS` says): "
+        + "; ".join(f"{r} " + ", ".join(f"{k} {v:g}" for k, v in coef[r].items()) for r in FIT_RESOURCES)
+        + ".",
+    ]
     ratios = fit["post_synthesis"]["ratios"]
     n_pairs = len(fit["post_synthesis"]["designs"])
-    out += ["", f"Post-synthesis / csynth (geometric mean of {n_pairs} published pairs): LUT {ratios['LUT']}, "
+    out += [f"Post-synthesis / csynth (geometric mean of {n_pairs} published pairs): LUT {ratios['LUT']}, "
             f"FF {ratios['FF']}, BRAM_18K {ratios['BRAM_18K']}, DSP {ratios['DSP']}."]  # fmt: skip
     w = fit.get("board_wrapper")
     if w:

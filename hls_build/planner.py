@@ -66,8 +66,10 @@ from hls_build.estimate import (
     fifo_cost,
     finish_resources,
     load_coefficients,
+    throughput_band,
     valid_reuse_factors,
 )
+from hls_build.estimate.design import TOTALS_MEANING
 
 log = logging.getLogger(__name__)
 
@@ -237,6 +239,10 @@ class Plan:
             "latency_ms": self.latency_ms,
             "interval_cycles": self.estimate.interval_cycles,
             "totals": self.estimate.totals,
+            "totals_meaning": TOTALS_MEANING,
+            "csynth_totals": self.estimate.csynth_totals,
+            "whole_design": self.estimate.whole_design,
+            "band_pct": self.estimate.band_pct,
             "utilization_pct": self.estimate.utilization(),
             "margins": self.margins.to_dict() if self.margins else None,
             "cap": ({r: round(v, 1) for r, v in self.margins.cap(self.board.budget.as_dict()).items()}
@@ -250,6 +256,7 @@ class Plan:
             "fifo_depths_by_output": self.fifo_depths_by_output,
             "notes": self.notes,
             "not_modeled": list(NOT_MODELED),
+            **throughput_band(),
         }  # fmt: skip
 
 
@@ -424,7 +431,7 @@ def plan_design(
         board: board name or spec (``UnknownBoardError`` for an unknown name).
         margin: None (default) for the calibration's measured band per resource (:func:`calibrated_margins`); a
             number for the same fraction kept free on every resource (0 <= margin < 1); or :class:`Margins`.
-        coefficients: model constants (default ``calibration.json``).
+        coefficients: model constants (default: the calibration, ``calibration_fit.json``, for the graph's HLS tool).
         clock_mhz: clock for rates (default the design's).
         bind_multipliers: let the plan bind each conv/dense layer's products to DSP48 or LUT fabric (else the
             HLS tool's rule decides, as hls4ml leaves it).
@@ -445,7 +452,7 @@ def plan_design(
         margins = calibrated_margins()
     else:
         margins = uniform_margins(float(margin))
-    k = coefficients or load_coefficients()
+    k = coefficients or load_coefficients(graph.hls_tool)
     family = dsp_family(spec.part)
     fifo_depths, notes = plan_fifo_depths(graph)
     avail = spec.budget.as_dict()
@@ -458,7 +465,7 @@ def plan_design(
     base = estimate_design(graph, spec, layer_config={}, fifo_depths=fifo_depths, coefficients=k, check=False)
     fixed = {r: float(base.totals[r]) for r in RESOURCE_NAMES}
     tuned_rows = {row.name: row for row in base.rows if row.name in cands}
-    for row in tuned_rows.values():  # rows are already scaled by lut_scale / ff_scale
+    for row in tuned_rows.values():  # rows are already calibrated (finish_resources: post-synthesis prediction)
         for r in RESOURCE_NAMES:
             fixed[r] -= row.resources[r]
     floor_rows = [row for row in base.rows if row.name not in cands]

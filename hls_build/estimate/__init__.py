@@ -1,8 +1,9 @@
 """Pre-synthesis resource and throughput ESTIMATES of an hls4ml ``io_stream`` design (no Vivado needed).
 
 Everything here is an estimate made before synthesis and is labelled so wherever it is printed or stored. The
-method, the published figures it was checked against and the error are in ``hls_build/README.md`` ("Estimates")
-and ``hls_build/calibration.json``.
+method, the published designs it is calibrated on and the error are in ``hls_build/README.md`` ("Estimates") and
+``hls_build/calibration_fit.json`` (``python -m hls_build calibrate --write``), the one calibration every estimate
+uses.
 
 What is estimated, per layer and in total: BRAM_18K, DSP, FF, LUT, URAM (the manifest's resource names,
 :data:`hls_build.boards.RESOURCE_NAMES`; the table prints DSP as ``DSP48E`` like an HLS report), the cycles one
@@ -35,15 +36,18 @@ The model follows the hls4ml 1.3 templates (``nnet_utils``):
   ``depth*width <= 1024`` bits (``config_storage fifo`` defaults, UG1399), otherwise to BRAM. Vivado HLS splits the
   array into N FIFOs of ``width(T)`` bits (seen in published csynth reports) and uses SRLs up to depth 16.
 
-Multipliers: a product goes to DSP48 slices when both operands are at least ``dsp_min_operand_bits`` (11) bits
-wide, otherwise to LUT fabric (``lut_per_mult_bit * a * b`` LUTs); a DSP48E1 multiplies 25x18 bits, a DSP48E2
-27x18, wider products take several. BRAM_18K for a memory of depth D and width W is the cheapest tiling of the
-RAMB18 shapes 512x36, 1Kx18, 2Kx9, 4Kx4, 8Kx2, 16Kx1.
+Multipliers: a product goes to DSP48 slices by the binding rule fitted on published csynth DSP counts (operand
+widths together at least ``dsp_min_sum_bits``), otherwise to LUT fabric (``lut_per_mult_bit * a * b`` LUTs; a
+constant weight at RF 1: a few shifted adds); a DSP48E1 multiplies 25x18 bits, a DSP48E2 27x18, wider products
+take several. BRAM_18K for a memory of depth D and width W is the cheapest tiling of the RAMB18 shapes 512x36,
+1Kx18, 2Kx9, 4Kx4, 8Kx2, 16Kx1.
 
-LUT and FF are sums of such bit-level operator costs times one global coefficient per resource fitted to
-published post-synthesis figures (``calibration.json``): the estimate is meant as *post-synthesis* usage of the
-accelerator IP (an HLS csynth report typically shows about twice the LUTs). BRAM and DSP use the HLS binding rules
-above with no fitted factor. The AXI DMA and interconnect of the block design are not included.
+LUT and FF are bit-level operator costs in five categories (multiply-accumulate arithmetic, reuse-loop selects,
+other datapath logic, control, storage), each times its factor fitted on published csynth reports
+(``calibration_fit.json``): that is the csynth-level figure (``Estimate.csynth_totals``); times the published
+post-synthesis/csynth ratio it is the predicted post-synthesis usage of the accelerator (``Estimate.totals``).
+``Estimate.whole_design`` adds the published PYNQ-Z2 board wrapper (AXI DMA, interconnect, PS glue), and
+``Estimate.fits()`` decides on that whole design widened by the post-synthesis error band.
 
 The package, one module per job; each imports only modules listed before it (no import circle):
 
@@ -55,19 +59,23 @@ The package, one module per job; each imports only modules listed before it (no 
 * :mod:`~hls_build.estimate.precision_check`: static value bounds (:func:`check_precision`);
 * :mod:`~hls_build.estimate.design`: the whole design's :class:`Estimate` (:func:`estimate_design`);
 * :mod:`~hls_build.estimate.table`: the HLS-report-style table (:func:`format_table`);
-* :mod:`~hls_build.estimate.calibration`: refitting against the published designs (:func:`calibrate`).
+* :mod:`~hls_build.estimate.calibration`: rebuilding a published design from its description (the fit itself is
+  :mod:`hls_build.calibration_fit`).
 """
 
-from hls_build.estimate.calibration import build_calibration_graph, calibrate, calibration_errors
+from hls_build.estimate.calibration import build_calibration_graph
 from hls_build.estimate.cost import (
-    CALIBRATION_FILE,
+    FIT_FILE,
+    PART_KEYS,
     Coefficients,
     LayerCost,
     batchnorm_cost,
     batchnorm_ii,
     bram18_count,
+    calibration_bands,
     calibration_summary,
     closest_reuse_factor,
+    coefficients_from_fit,
     conv_cost,
     dense_cost,
     dsp_family,
@@ -76,16 +84,19 @@ from hls_build.estimate.cost import (
     finish_resources,
     layer_cost,
     load_coefficients,
+    load_fit,
     valid_reuse_factors,
 )
-from hls_build.estimate.design import Estimate, estimate_design
+from hls_build.estimate.design import FITS_RULE, Estimate, estimate_design, throughput_band
 from hls_build.estimate.graph import DesignGraph, EstimateError, Layer, Stream, parse_type
 from hls_build.estimate.precision_check import PrecisionWarning, check_precision
 from hls_build.estimate.read import convert_keras_model, graph_from_bundle, graph_from_hls_model, graph_from_project
 from hls_build.estimate.table import TABLE_COLUMNS, format_table
 
 __all__ = [
-    "CALIBRATION_FILE",
+    "FITS_RULE",
+    "FIT_FILE",
+    "PART_KEYS",
     "TABLE_COLUMNS",
     "Coefficients",
     "DesignGraph",
@@ -99,11 +110,11 @@ __all__ = [
     "batchnorm_ii",
     "bram18_count",
     "build_calibration_graph",
-    "calibrate",
-    "calibration_errors",
+    "calibration_bands",
     "calibration_summary",
     "check_precision",
     "closest_reuse_factor",
+    "coefficients_from_fit",
     "conv_cost",
     "convert_keras_model",
     "dense_cost",
@@ -118,6 +129,8 @@ __all__ = [
     "graph_from_project",
     "layer_cost",
     "load_coefficients",
+    "load_fit",
     "parse_type",
+    "throughput_band",
     "valid_reuse_factors",
 ]

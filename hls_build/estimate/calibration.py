@@ -1,23 +1,23 @@
-"""Calibration: rebuild the published designs of ``calibration.json``, refit the scales, recompute the errors."""
+"""Rebuilding a published design from its description (the calibration designs that publish no firmware).
+
+The calibration itself (fit, leave-one-out errors, bands) is :mod:`hls_build.calibration_fit`; its result,
+``hls_build/calibration_fit.json``, is what every estimate reads (:func:`hls_build.estimate.load_coefficients`).
+"""
 
 from __future__ import annotations
 
-import json
 from collections.abc import Mapping
-from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from hls_build.estimate.cost import CALIBRATION_FILE, load_coefficients
-from hls_build.estimate.design import estimate_design
 from hls_build.estimate.graph import DesignGraph, EstimateError
 from hls_build.estimate.read import graph_from_project
 
 
 def build_calibration_graph(design: Mapping[str, Any], work_dir: str | Path) -> DesignGraph:
-    """Rebuild a published design from its description in ``calibration.json`` and read its firmware.
+    """Rebuild a published design from its description (``design.json``'s ``rebuild``) and read its firmware.
 
     The description names a plain Keras model (``layers``: ``conv2d`` with ``filters``/``kernel``/``strides``/
     ``padding``, ``relu``, ``maxpool``, ``flatten``, ``dense`` with ``units``; ``nonzero`` keeps exactly that many
@@ -86,99 +86,3 @@ def build_calibration_graph(design: Mapping[str, Any], work_dir: str | Path) -> 
     clock = 1000.0 / design["clock_period_ns"]
     return graph_from_project(out_dir, project, clock_mhz=clock, part=design.get("part"),
                               hls_tool=design.get("hls_tool", "vitis"))  # fmt: skip
-
-
-def _predict(parts: Mapping[str, float], scale: float) -> float:
-    """LUT or FF of a calibration point from its stored parts and a MAC scale."""
-    return parts["storage"] + parts["other"] + scale * parts["mac"]
-
-
-def _pct(pred: float, ref: float) -> float:
-    return round(100.0 * (pred - ref) / ref, 1) if ref else 0.0
-
-
-def calibration_errors(data: Mapping[str, Any]) -> dict[str, dict[str, Any]]:
-    """Per-resource errors of the calibrated model on every point of ``calibration.json`` (from stored numbers).
-
-    For each point with a ``model`` block: ``predicted = storage + scale * logic`` (LUT, FF) with the stored
-    coefficients, BRAM/DSP/interval as stored, compared with the point's ``target``. Returns
-    ``{point_id: {resource: percent error}}`` (positive = the estimate is higher).
-    """
-    coeff = data["model"]["coefficients"]
-    out: dict[str, dict[str, Any]] = {}
-    for point in data["points"]:
-        model, target = point.get("model"), point.get("target")
-        if not model or not target:
-            continue
-        errs: dict[str, Any] = {}
-        for res, scale in (("LUT", coeff["lut_scale"]), ("FF", coeff["ff_scale"])):
-            if res in target:
-                errs[res] = _pct(_predict(model[res], scale), target[res])
-                errs[f"{res}_before_fit"] = _pct(_predict(model[res], 1.0), target[res])
-        for res in ("BRAM_18K", "DSP", "interval_cycles", "images_per_s"):
-            if res in target and res in model:
-                errs[res] = _pct(model[res], target[res])
-        out[point["id"]] = errs
-    return out
-
-
-def calibrate(path: str | Path | None = None, work_dir: str | Path | None = None, write: bool = False) -> dict:
-    """Rebuild every calibration design, re-fit ``lut_scale``/``ff_scale`` and recompute the errors.
-
-    The scales of the multiply-accumulate logic are fitted on the points marked ``"use": "fit"`` (least squares
-    on the relative error: ``scale = sum(mac*(target-fixed)/target^2) / sum(mac^2/target^2)`` with ``fixed =
-    storage + other``); with several fit points the leave-one-out error is computed too. BRAM and DSP have no
-    fitted factor.
-
-    Args:
-        path: the calibration file (default ``hls_build/calibration.json``).
-        work_dir: scratch folder for the hls4ml projects (default: a temporary folder).
-        write: write the refreshed file back.
-
-    Returns:
-        The refreshed calibration data.
-    """
-    import tempfile
-
-    path = Path(path) if path is not None else CALIBRATION_FILE
-    data = json.loads(path.read_text())
-    raw_k = replace(load_coefficients(path), lut_scale=1.0, ff_scale=1.0)
-    with tempfile.TemporaryDirectory(dir=work_dir) as tmp:
-        for point in data["points"]:
-            design = point.get("design")
-            if not design:
-                continue
-            graph = build_calibration_graph({**design, "id": point["id"]}, tmp)
-            est = estimate_design(graph, None, coefficients=raw_k, check=False)
-            point["model"] = {
-                "LUT": {k: round(v, 1) for k, v in est.parts["LUT"].items()},
-                "FF": {k: round(v, 1) for k, v in est.parts["FF"].items()},
-                "BRAM_18K": est.totals["BRAM_18K"],
-                "DSP": est.totals["DSP"],
-                "interval_cycles": est.interval_cycles,
-                "images_per_s": round(est.images_per_s, 1),
-            }
-    fit = [p for p in data["points"] if p.get("use") == "fit" and p.get("model")]
-
-    def fit_scale(points: list[dict], res: str) -> float:
-        def fixed(p: dict) -> float:
-            return p["model"][res]["storage"] + p["model"][res]["other"]
-
-        num = sum(p["model"][res]["mac"] * (p["target"][res] - fixed(p)) / p["target"][res] ** 2 for p in points)
-        den = sum((p["model"][res]["mac"] / p["target"][res]) ** 2 for p in points)
-        return round(num / den, 3) if den else 1.0
-
-    coeff = data["model"]["coefficients"]
-    loo: dict[str, Any] = {}
-    for res, key in (("LUT", "lut_scale"), ("FF", "ff_scale")):
-        coeff[key] = fit_scale(fit, res)
-        if len(fit) >= 2:
-            errs = []
-            for held in fit:
-                scale = fit_scale([p for p in fit if p is not held], res)
-                errs.append(_pct(_predict(held["model"][res], scale), held["target"][res]))
-            loo[res] = errs
-    data["errors"] = {"per_point_pct": calibration_errors(data), "leave_one_out_pct": loo or None}
-    if write:
-        path.write_text(json.dumps(data, indent=1) + "\n")
-    return data

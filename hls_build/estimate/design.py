@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import logging
 import math
 from collections.abc import Mapping
@@ -12,14 +11,13 @@ from typing import Any
 
 from hls_build.boards import RESOURCE_NAMES, BoardSpec, board_spec
 from hls_build.estimate.cost import (
-    CALIBRATION_FILE,
-    FF_MAC,
-    FF_STORAGE,
-    LUT_MAC,
-    LUT_STORAGE,
+    FF_CTRL,
+    LUT_CTRL,
+    PART_KEYS,
     Coefficients,
     LayerCost,
     add_resources,
+    calibration_bands,
     calibration_summary,
     closest_reuse_factor,
     dsp_family,
@@ -27,6 +25,8 @@ from hls_build.estimate.cost import (
     finish_resources,
     layer_cost,
     load_coefficients,
+    load_fit,
+    raw_parts,
     zero_resources,
 )
 from hls_build.estimate.graph import DesignGraph, EstimateError, Layer
@@ -38,6 +38,11 @@ log = logging.getLogger(__name__)
 @dataclass
 class Estimate:
     """The ESTIMATE of a design: per-layer rows, FIFOs, totals, interval and latency.
+
+    One estimator: ``totals`` (and every row's ``resources``) is the predicted post-synthesis usage of the
+    accelerator, ``csynth_totals`` what an HLS csynth report would show, both from the calibration of
+    ``hls_build/calibration_fit.json``; ``whole_design`` adds the published board wrapper, and
+    :meth:`fits` decides on that whole design widened by the post-synthesis error band.
 
     Attributes:
         project: the hls4ml project.
@@ -53,8 +58,10 @@ class Estimate:
         fifo_depths: the FIFO depths it was estimated with (C++ stream name -> depth).
         warnings: precision warnings (:func:`check_precision`).
         summary: what the model was calibrated against and its typical error.
-        parts: LUT and FF before the fitted scales, split into ``mac`` (multiply-accumulate logic, scaled),
-            ``other`` (unscaled logic) and ``storage`` (counted exactly: registers, SRLs), for calibration.
+        parts: LUT and FF before the fitted factors, split into ``mac`` (multiply-accumulate logic), ``other``
+            (other logic) and ``storage`` (registers, SRLs), for calibration.
+        csynth_fifo: the FIFOs' figures at csynth level.
+        calibration: the error bands and board wrapper (:func:`hls_build.estimate.cost.calibration_bands`).
     """
 
     project: str
@@ -71,15 +78,49 @@ class Estimate:
     warnings: list[PrecisionWarning] = field(default_factory=list)
     summary: str = ""
     parts: dict[str, dict[str, float]] = field(default_factory=dict)
+    csynth_fifo: dict[str, float] = field(default_factory=dict)
+    calibration: dict[str, Any] = field(default_factory=dict)
 
     @property
     def totals(self) -> dict[str, int]:
-        """Total resources (rounded up to whole units)."""
+        """Total resources, the predicted post-synthesis usage of the accelerator (rounded up to whole units)."""
         tot = zero_resources()
         for row in self.rows:
             tot = add_resources(tot, row.resources)
         tot = add_resources(tot, self.fifo)
         return {r: int(math.ceil(tot.get(r, 0.0) - 1e-9)) for r in RESOURCE_NAMES}
+
+    @property
+    def csynth_totals(self) -> dict[str, int]:
+        """Total resources as an HLS csynth report would show them (the calibration's csynth-level prediction)."""
+        tot = zero_resources()
+        for row in self.rows:
+            tot = add_resources(tot, row.csynth or row.resources)
+        tot = add_resources(tot, self.csynth_fifo or self.fifo)
+        return {r: int(math.ceil(tot.get(r, 0.0) - 1e-9)) for r in RESOURCE_NAMES}
+
+    @property
+    def board_wrapper(self) -> dict[str, float]:
+        """The block design around the accelerator (PS glue, AXI DMA, interconnect): the published PYNQ-Z2 one."""
+        wrapper = self.calibration.get("board_wrapper") or {}
+        return {r: float(wrapper.get(r, 0)) for r in RESOURCE_NAMES}
+
+    @property
+    def whole_design(self) -> dict[str, int]:
+        """Predicted post-synthesis usage of the whole block design: the accelerator plus the board wrapper."""
+        w = self.board_wrapper
+        return {r: int(self.totals[r] + w[r]) for r in RESOURCE_NAMES}
+
+    @property
+    def band_pct(self) -> dict[str, float]:
+        """The post-synthesis error band per resource (percent; leave-one-out p90 |error| of the calibration)."""
+        band = self.calibration.get("post_synthesis_band_pct") or {}
+        return {r: float(v) for r, v in band.items() if v is not None}
+
+    def whole_design_upper(self) -> dict[str, float]:
+        """The whole design widened by the band: what must stay within the board for "fits"."""
+        band = self.band_pct
+        return {r: self.whole_design[r] * (1.0 + band.get(r, 0.0) / 100.0) for r in RESOURCE_NAMES}
 
     def totals_by_op(self) -> dict[str, dict[str, float]]:
         """Resources summed per kind of layer: where a design's budget goes.
@@ -106,12 +147,29 @@ class Estimate:
         avail = self.available or {}
         return {r: (100.0 * self.totals[r] / avail[r] if avail.get(r) else None) for r in RESOURCE_NAMES}
 
-    def fits(self, margin: float = 0.0) -> bool:
-        """Whether every resource stays within ``(1 - margin)`` of the board's."""
+    def fits(self, margin: float | None = None) -> bool:
+        """Whether the design fits the board.
+
+        Args:
+            margin: None (default) for the calibrated rule: the whole design (accelerator + board wrapper) widened
+                by the post-synthesis band, ``(totals + wrapper) * (1 + band) <= available``, every resource (the
+                rule of the planner's default caps and of ``estimate --hls-project``); a number for the
+                accelerator's totals within ``(1 - margin)`` of the board (no wrapper, no band).
+        """
         if self.board is None:
             raise EstimateError("no board to fit")
         avail = self.board.budget.as_dict()
+        if margin is None:
+            upper = self.whole_design_upper()
+            return all(upper[r] <= avail[r] + 1e-9 for r in RESOURCE_NAMES)
         return all(self.totals[r] <= (1.0 - margin) * avail[r] for r in RESOURCE_NAMES)
+
+    def over_budget(self) -> list[str]:
+        """The resources that break the calibrated rule of :meth:`fits`."""
+        if self.board is None:
+            return []
+        avail, upper = self.board.budget.as_dict(), self.whole_design_upper()
+        return [r for r in RESOURCE_NAMES if upper[r] > avail[r] + 1e-9]
 
     @property
     def images_per_s(self) -> float:
@@ -136,6 +194,8 @@ class Estimate:
             "board": self.board.name if self.board else None,
             "clock_mhz": self.clock_mhz,
             "totals": self.totals,
+            "totals_meaning": TOTALS_MEANING,
+            **self._calibrated_fields(),
             "available": self.available,
             "utilization_pct": self.utilization() if self.board else None,
             "interval_cycles": self.interval_cycles,
@@ -150,6 +210,7 @@ class Estimate:
                     "label": r.label,
                     "cycles": r.cycles,
                     "resources": {k: round(v, 1) for k, v in r.resources.items()},
+                    "csynth": {k: round(v, 1) for k, v in r.csynth.items()},
                     "detail": r.detail,
                 }
                 for r in self.rows
@@ -160,6 +221,36 @@ class Estimate:
             "fifo_depths": self.fifo_depths,
             "precision_warnings": [w.message for w in self.warnings],
             "calibration": self.summary,
+            **throughput_band(),
+        }
+
+    def _calibrated_fields(self) -> dict[str, Any]:
+        """The csynth-level totals, the band, the board wrapper, the whole design and the calibrated "fits"."""
+        avail = self.available
+        whole = self.whole_design
+        return {
+            "csynth_totals": self.csynth_totals,
+            "band_pct": self.band_pct,
+            "band_meaning": "post-synthesis error band per resource, percent: the calibration's leave-one-out 90th "
+            "percentile |error| over the published designs (hls_build/calibration_fit.json)",
+            "board_wrapper": self.board_wrapper,
+            "board_wrapper_source": self.calibration.get("board_wrapper_source"),
+            "whole_design": whole,
+            "whole_design_range": {
+                r: [
+                    math.floor(whole[r] / (1.0 + self.band_pct.get(r, 0.0) / 100.0)),
+                    math.ceil(self.whole_design_upper()[r]),
+                ]
+                for r in RESOURCE_NAMES
+            },  # fmt: skip
+            "whole_design_utilization_pct": (
+                {r: (round(100.0 * whole[r] / avail[r], 1) if avail.get(r) else None) for r in RESOURCE_NAMES}
+                if avail
+                else None
+            ),
+            "fits": self.fits() if self.board else None,
+            "fits_rule": FITS_RULE,
+            "over_budget": self.over_budget(),
         }
 
     def to_manifest_entry(self) -> dict[str, Any]:
@@ -167,9 +258,12 @@ class Estimate:
         return {
             "kind": "estimated",
             "stage": "pre_synthesis",
-            "source": "hls_build.estimate (analytical model of the hls4ml firmware; see hls_build/README.md)",
-            "scope": "the accelerator IP alone, expected post-synthesis usage (no AXI DMA / interconnect)",
+            "source": "hls_build.estimate (analytical model of the hls4ml firmware, calibrated on published designs: "
+            "hls_build/calibration_fit.json; see hls_build/README.md)",
+            "scope": "the accelerator IP alone, predicted post-synthesis usage; the whole block design (with the "
+            "board wrapper) is in 'whole_design'",
             **self.totals,
+            **self._calibrated_fields(),
             "available": self.available,
             "utilization_pct": {k: (round(v, 1) if v is not None else None) for k, v in self.utilization().items()}
             if self.board
@@ -186,39 +280,45 @@ class Estimate:
         }
 
 
-#: Per-point errors of the model's throughput figures in ``calibration.json`` (``errors.per_point_pct``).
-_THROUGHPUT_ERRORS = ("interval_cycles", "images_per_s", "latency_cycles")
+#: What ``totals`` means in every estimate's JSON.
+TOTALS_MEANING = ("predicted post-synthesis usage of the accelerator IP (csynth-level prediction times the published "
+                  "post-synthesis / csynth ratio); csynth_totals: what the HLS report would show")  # fmt: skip
+#: The rule "fits" is decided with, everywhere (estimate, plan, manifest, ``estimate --hls-project``).
+FITS_RULE = ("whole design (accelerator post-synthesis prediction + board wrapper) times (1 + post-synthesis band) "
+             "within the board's resources, every resource")  # fmt: skip
 
 
 def throughput_band(path: str | Path | None = None) -> dict[str, Any]:
-    """The error band of the estimated throughput, for the manifest.
+    """The error band of the estimated throughput, from the calibration's measured errors, for the manifest.
 
-    It is the largest |error| of the interval (or of images/s) over the published designs the model was checked on
-    (``calibration.json``, ``errors.per_point_pct``).
+    The band is the larger of the interval's leave-one-out p90 |error| over the published csynth reports and the
+    largest |error| of the estimated images/s against the throughputs measured on a board (MLPerf Tiny on a
+    PYNQ-Z2), both in ``calibration_fit.json``.
 
     Returns:
-        ``{"throughput_band_pct": float, "throughput_band_source": str}``, or ``{}`` when no point has one. The board
-        runtime shows the estimate's images/s and latency with this band (``board/board_estimate.py``).
+        ``{"throughput_band_pct": float, "throughput_band_source": str}``, or ``{}`` without a calibration. The
+        board runtime shows the estimate's images/s and latency with this band (``board/board_estimate.py``).
     """
-    path = Path(path) if path is not None else CALIBRATION_FILE
-    try:
-        points = json.loads(path.read_text()).get("errors", {}).get("per_point_pct", {})
-    except (OSError, ValueError):
+    fit = load_fit(path)
+    if not fit:
         return {}
-    errors = {
-        name: float(errs[key])
-        for name, errs in points.items()
-        for key in _THROUGHPUT_ERRORS
-        if isinstance(errs, dict) and errs.get(key) is not None
-    }
-    if not errors:
+    interval = (fit.get("summary") or {}).get("interval_cycles") or {}
+    measured = {t["name"]: float(t["error_pct"]) for t in fit.get("throughput", []) if t.get("error_pct") is not None}
+    candidates = []
+    if interval.get("p90_abs_pct") is not None:
+        candidates.append(float(interval["p90_abs_pct"]))
+    candidates += [abs(e) for e in measured.values()]
+    if not candidates:
         return {}
-    worst = max(errors, key=lambda k: abs(errors[k]))
-    listed = ", ".join(f"{name} {e:+g} %" for name, e in sorted(errors.items()))
+    listed = ", ".join(f"{name} {e:+g} %" for name, e in sorted(measured.items()))
     return {
-        "throughput_band_pct": round(abs(errors[worst]), 1),
-        "throughput_band_source": f"largest |error| of the estimated interval or images/s over the {len(errors)} "
-        f"published designs it was checked on ({listed}; hls_build/calibration.json)",
+        "throughput_band_pct": round(max(candidates), 1),
+        "throughput_band_source": (
+            f"larger of the interval's leave-one-out p90 |error| over {interval.get('n', 0)} published csynth reports "
+            f"({interval.get('p90_abs_pct')} %) and the |error| against the throughput measured on a board"
+            + (f" ({listed})" if listed else "")
+            + "; hls_build/calibration_fit.json"
+        ),
     }
 
 
@@ -274,7 +374,8 @@ def estimate_design(
             firmware's (a Resource ReuseFactor is made valid the way hls4ml does); ``"Multiplier": "dsp"|"fabric"``
             binds a conv/dense layer's products (``hls_build.bind``).
         fifo_depths: C++ stream name -> depth, replacing the firmware's depths.
-        coefficients: the model's constants (default: ``calibration.json``).
+        coefficients: the model's constants (default: the calibration ``calibration_fit.json`` for the graph's HLS
+            tool; :meth:`Coefficients.csynth_level` for figures at csynth level, ``Coefficients()`` for the raw model).
         clock_mhz: clock for times and rates (default: the design's).
         check: run :func:`check_precision` and keep its warnings (logged as warnings).
 
@@ -282,7 +383,8 @@ def estimate_design(
         The :class:`Estimate`.
     """
     spec = board_spec(board) if isinstance(board, str) else board
-    k = coefficients or load_coefficients()
+    k = coefficients or load_coefficients(graph.hls_tool)
+    k_csynth = k.csynth_level()
     family = dsp_family(spec.part if spec else graph.part)
     overrides = dict(layer_config or {})
     unknown = set(overrides) - {layer.name for layer in graph.layers}
@@ -304,10 +406,11 @@ def estimate_design(
     if graph.axi:
         in_s, out_s = graph.streams.get("in_local"), graph.streams.get("out_local")
         wrapper = zero_resources()
-        wrapper["LUT"] += (
-            2 * k.layer_control_lut + (in_s.width_bits if in_s else 0) + (out_s.width_bits if out_s else 0)
-        )
-        wrapper["FF"] += 2 * k.layer_control_ff + (in_s.width_bits if in_s else 0) + (out_s.width_bits if out_s else 0)
+        widths = (in_s.width_bits if in_s else 0) + (out_s.width_bits if out_s else 0)
+        wrapper["LUT"] += widths
+        wrapper["FF"] += widths
+        wrapper[LUT_CTRL] += 2 * k.layer_control_lut
+        wrapper[FF_CTRL] += 2 * k.layer_control_ff
         n_in, n_out = graph.axi.get("n_in", 0), graph.axi.get("n_out", 0)
         rows.insert(0, LayerCost("axi_in", "axi", "AXI-Stream input loop", wrapper, n_in + 2, 2))
         rows.append(LayerCost("axi_out", "axi", "AXI-Stream output loop", zero_resources(), n_out + 2, 2))
@@ -329,14 +432,15 @@ def estimate_design(
             "stream": s.name, "key": graph.keys.get(s.name), "depth": sized.depth, "width_bits": s.width_bits,
             "storage": kind, **{r: round(v, 1) for r, v in finish_resources(cost, k).items()},
         })  # fmt: skip
-    raw_parts = {r: {"mac": 0.0, "other": 0.0, "storage": 0.0} for r in ("LUT", "FF")}
+    parts = {r: dict.fromkeys(PART_KEYS, 0.0) for r in ("LUT", "FF")}
     for res in [row.resources for row in rows] + [fifo_total]:
-        for r, mac, storage in (("LUT", LUT_MAC, LUT_STORAGE), ("FF", FF_MAC, FF_STORAGE)):
-            raw_parts[r]["mac"] += res.get(mac, 0.0)
-            raw_parts[r]["other"] += res.get(r, 0.0)
-            raw_parts[r]["storage"] += res.get(storage, 0.0)
+        for r, split in raw_parts(res).items():
+            for c, v in split.items():
+                parts[r][c] += v
     for row in rows:
+        row.csynth = finish_resources(row.resources, k_csynth)
         row.resources = finish_resources(row.resources, k)
+    csynth_fifo = finish_resources(fifo_total, k_csynth)
     fifo_total = finish_resources(fifo_total, k)
     slowest = max(rows, key=lambda r: r.cycles)
     latency = slowest.cycles + sum(r.fill_cycles for r in rows if r is not slowest)
@@ -352,8 +456,10 @@ def estimate_design(
         latency_cycles=int(latency),
         layer_config=used_config,
         fifo_depths=depths,
-        summary=calibration_summary(),
-        parts=raw_parts,
+        summary=calibration_summary() if k.source != "uncalibrated" else "raw model, uncalibrated coefficients",
+        parts=parts,
+        csynth_fifo=csynth_fifo,
+        calibration=calibration_bands(),
     )
     if check:
         est.warnings = check_precision(graph)

@@ -132,8 +132,10 @@ def test_a_layer_moved_to_dsp_lowers_modeled_lut_and_raises_dsp(bound):
                           check=False)  # fmt: skip
     n_in, n_out = graph.layer("s2b1_conv2").mult_size
     lanes = n_in * n_out // 72
-    assert dsp.totals["DSP"] - fabric.totals["DSP"] == lanes  # one DSP48 per 8x8 product
-    assert dsp.totals["LUT"] < fabric.totals["LUT"] - 50 * lanes
+    # csynth level (before the post-synthesis ratios): one DSP48 per 8x8 product, a LUT multiplier's worth saved
+    assert dsp.csynth_totals["DSP"] - fabric.csynth_totals["DSP"] == lanes
+    assert dsp.csynth_totals["LUT"] < fabric.csynth_totals["LUT"] - 50 * lanes
+    assert dsp.totals["LUT"] < fabric.totals["LUT"] and dsp.totals["DSP"] > fabric.totals["DSP"]
     assert dsp.interval_cycles == fabric.interval_cycles  # the binding costs no cycles
     assert dsp.layer_config["s2b1_conv2"]["Multiplier"] == "dsp"
 

@@ -371,3 +371,36 @@ def test_unmodelled_layers_are_named(tmp_path):
     top.write_text(top.read_text().replace("nnet::sigmoid<", "nnet::mystery_op<"))
     result = cf.estimate_hls_project(dst)
     assert result["unmodelled_layers"] == ["output_sigmoid (nnet::mystery_op)"]
+
+
+# ------------------------------------------------------------------------------------------------ one estimator
+@pytest.mark.parametrize("design", WITH_FIRMWARE, ids=lambda d: d.name)
+def test_every_estimate_is_the_calibrated_one(design, committed):
+    """estimate_design with its default coefficients (what the bundle build, `estimate`, `plan` and the planner use)
+    gives each design's committed in-sample csynth figures and interval: one estimator, calibration_fit.json."""
+    from hls_build.estimate import estimate_design, load_coefficients
+
+    entry = next(d for d in committed["designs"] if d["name"] == design.name)
+    e = estimate_design(cf.design_graph(design), None, check=False)
+    for r in ("LUT", "FF", "BRAM_18K", "DSP"):
+        assert e.csynth_totals[r] == entry["estimated"]["csynth"][r], r
+    assert e.interval_cycles == entry["estimated"]["interval_cycles"]
+    # totals are the post-synthesis prediction: the csynth level times the published ratio
+    ratios = committed["post_synthesis"]["ratios"]
+    assert e.totals["LUT"] == pytest.approx(e.csynth_totals["LUT"] * ratios["LUT"], abs=1.0)
+    assert load_coefficients(design.meta.get("hls_tool")).lut_factors == committed["coefficients"]["LUT"]
+    assert e.band_pct == committed["post_synthesis_band_pct"]
+
+
+def test_no_second_hand_kept_calibration():
+    """The one-design calibration.json is retired: every fitted figure comes from calibration_fit.json."""
+    assert not (Path(cf.__file__).parent / "calibration.json").exists()
+
+
+def test_fit_groups_tie_the_categories_as_documented(committed):
+    """One factor per group of FIT_GROUPS: categories of one group share their fitted factor."""
+    for res in ("LUT", "FF"):
+        coef = committed["coefficients"][res]
+        assert set(coef) == set(cf.PART_KEYS)
+        for members in cf.FIT_GROUPS.values():
+            assert len({coef[k] for k in members}) == 1, (res, members)

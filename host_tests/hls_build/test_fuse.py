@@ -102,7 +102,8 @@ def test_the_in_loop_conversion_is_estimated_cheaper_than_all_outputs_at_once(tm
     in_loop = row()
     conv.detail["serial_result_cast"] = False  # as hls4ml writes the kernel
     at_once = row()
-    assert in_loop.resources["LUT"] < at_once.resources["LUT"] - 10 * n_out
+    assert in_loop.csynth["LUT"] < at_once.csynth["LUT"] - 10 * n_out  # csynth level: a converter per output saved
+    assert in_loop.resources["LUT"] < at_once.resources["LUT"]
     assert in_loop.resources["FF"] > at_once.resources["FF"]  # the results wait in registers
     assert in_loop.cycles == at_once.cycles  # converted inside the reuse loop: no extra cycles
 
