@@ -369,7 +369,8 @@ def calibrate(folder: str | Path | None = None) -> dict[str, Any]:
                 _log_err(by_dsp[(d.name, t)]["DSP"], rep[d.name]["csynth"]["totals"]["DSP"]) for d in dsp_use
             ),
         )
-        iv_use = [d for d in use if rep[d.name]["csynth"].get("interval_cycles")]
+        iv_use = [d for d in use if rep[d.name]["csynth"].get("interval_cycles")
+                  and d.meta.get("independent", {}).get("interval_cycles", True)]  # fmt: skip
 
         def best(ds: list[CalibrationDesign]) -> dict[str, int]:
             def cost(g: tuple[int, ...]) -> float:
@@ -422,7 +423,7 @@ def calibrate(folder: str | Path | None = None) -> dict[str, Any]:
                     errs["synth"][r].append(e_syn[r])
         iv_in = _pct(inside["interval_cycles"], csyn.get("interval_cycles"))
         iv_loo = _pct(held["interval_cycles"], csyn.get("interval_cycles"))
-        if iv_loo is not None:
+        if iv_loo is not None and independent.get("interval_cycles", True):
             interval_errs["in"].append(iv_in)
             interval_errs["loo"].append(iv_loo)
         out_designs.append({

@@ -168,7 +168,7 @@ def test_fusing_the_relus_removes_their_processes_and_wide_fifos(tmp_path):
 @pytest.mark.xfail(
     strict=True,
     reason="by the calibrated estimate, ResNet20 <8,3> WITH its skips does not fit the PYNQ-Z2 at any ReuseFactor: "
-    "the whole design widened by the calibration's post-synthesis band exceeds the caps on LUT, BRAM_18K and FF even "
+    "the whole design widened by the calibration's post-synthesis band exceeds the LUT and FF caps even "
     "fully serial (hls_build/calibration_fit.json; see hls_build/README.md, Estimates)",
 )
 def test_plan_resnet20_fits_pynq_z2(resnet20):
