@@ -79,7 +79,7 @@ def test_reported_figures_match_committed_files(design, committed):
     total_line = re.search(r"^\|Total\s*\|.*$", text, re.MULTILINE).group(0)
     assert str(csyn["totals"]["LUT"]) in total_line and str(csyn["totals"]["FF"]) in total_line
     if "synth" in rep:
-        assert rep["synth"]["design_state"] == "Synthesized"
+        assert rep["synth"]["design_state"] in ("Synthesized", "Routed")  # after synthesis (or implementation)
         assert 0 < rep["synth"]["LUT"] < csyn["totals"]["LUT"]  # Vivado's LUTs are below the HLS estimate
     entry = [d for d in committed["designs"] if d["name"] == design.name]
     if design.has_firmware:
