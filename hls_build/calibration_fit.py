@@ -687,6 +687,8 @@ def format_project_estimate(result: dict[str, Any]) -> str:
         f"~{result['latency_cycles']} cycles, {result['images_per_s']} images/s at the clock; interval "
         f"|error| on the calibration set: median {iv['median_abs_pct']} %, p90 {iv['p90_abs_pct']} %"
     )
+    if result.get("throughput_band_pct") is not None:
+        lines.append(f"images/s band +-{result['throughput_band_pct']} % ({result['throughput_band_source']})")
     return "\n".join(lines)
 
 
