@@ -65,7 +65,9 @@ np.savez(out + ".npz", **arrays)
 _DROP = ("dtype", "kernel_initializer", "bias_initializer", "kernel_regularizer", "bias_regularizer",
          "activity_regularizer", "kernel_constraint", "bias_constraint", "beta_initializer", "gamma_initializer",
          "moving_mean_initializer", "moving_variance_initializer", "beta_regularizer", "gamma_regularizer",
-         "beta_constraint", "gamma_constraint", "quantization_config", "synchronized", "build_config")  # fmt: skip
+         "beta_constraint", "gamma_constraint", "quantization_config", "synchronized", "build_config",
+         "depthwise_initializer", "pointwise_initializer", "depthwise_regularizer", "pointwise_regularizer",
+         "depthwise_constraint", "pointwise_constraint")  # fmt: skip
 
 
 class Keras3ReadError(ProjectError, ValueError):

@@ -61,3 +61,33 @@ def test_unreadable_keras3_file_is_refused(tmp_path):
         z.writestr("metadata.json", '{"keras_version": "3.15.1"}')
     with pytest.raises(Keras3ReadError, match="Keras 3 could not read it"):
         load_model_file(bad)
+
+
+_MAKE_DEPTHWISE = r"""
+import os, sys
+os.environ["TF_USE_LEGACY_KERAS"] = "0"
+import numpy as np, keras
+keras.utils.set_random_seed(0)
+L = keras.layers
+inp = keras.Input((32, 32, 3))
+x = L.SeparableConv2D(8, 3, strides=2, padding="same", activation="relu")(inp)
+x = L.ReLU()(L.BatchNormalization()(L.DepthwiseConv2D(3, padding="same", use_bias=False)(x)))
+model = keras.Model(inp, L.Dense(10)(L.GlobalAveragePooling2D()(x)))
+model.save(sys.argv[1])
+x = np.random.default_rng(0).uniform(0, 1, (8, 32, 32, 3)).astype("float32")
+np.save(sys.argv[2], x)
+np.save(sys.argv[3], model.predict(x, verbose=0))
+"""
+
+
+def test_keras3_depthwise_and_separable_are_rebuilt_with_the_same_function(tmp_path):
+    """Keras 3 writes depthwise/pointwise initializers tf-keras cannot read: dropped, the weights carried over."""
+    env = {k: v for k, v in os.environ.items() if k != "TF_USE_LEGACY_KERAS"}
+    path, x, y = tmp_path / "dw.keras", tmp_path / "x.npy", tmp_path / "y.npy"
+    res = subprocess.run([sys.executable, "-c", _MAKE_DEPTHWISE, str(path), str(x), str(y)], capture_output=True,
+                         text=True, env=env)  # fmt: skip
+    assert res.returncode == 0, res.stderr[-2000:]
+    model = load_model_file(path)
+    check_float_model(model)
+    assert {type(lyr).__name__ for lyr in model.layers} >= {"SeparableConv2D", "DepthwiseConv2D"}
+    np.testing.assert_allclose(model.predict(np.load(x), verbose=0), np.load(y), rtol=1e-5, atol=1e-6)
