@@ -43,7 +43,7 @@ import numpy as np
 from board.bundle import Bundle, load_bundle
 from board.errors import BoardError, BundleError, DmaError, DmaTimeoutError, InputError, ToolMissingError
 from board.fixed_point import FixedPoint
-from board.preprocess import Preprocessing, pixel_lut, validate_pixels
+from board.preprocess import Preprocessing, encode_pixels, pixel_lut, validate_pixels
 
 __all__ = [
     "ENGINES",
@@ -378,10 +378,9 @@ class Accelerator:
             InputError: bad shape, dtype or values.
         """
         images, single = validate_pixels(pixels, self.image_shape)
-        flat = images.reshape(len(images), self.n_in)  # a view: validate_pixels returns a C-contiguous array
         if self._identity_lut:
-            return flat, single
-        return np.take(self._lut, flat), single  # np.take: about 2.5x faster than fancy indexing here
+            return images.reshape(len(images), self.n_in), single  # a view: validate_pixels is C-contiguous
+        return encode_pixels(self._lut, images), single  # per channel when the offset is (a 256 x 3 table)
 
     def run_raw(self, raw: np.ndarray) -> np.ndarray:
         """Stream raw input codes ``(N, n_in)`` through the accelerator in batches; return raw outputs ``(N, n_out)``.

@@ -1035,7 +1035,7 @@ class FastEngine:
         Raises:
             InputError: the pixels are not valid images.
         """
-        from board.preprocess import Preprocessing, pixel_lut, validate_pixels
+        from board.preprocess import Preprocessing, encode_pixels, pixel_lut, validate_pixels
 
         images, single = validate_pixels(pixels, self.input_shape)
         prep = Preprocessing.from_dict(self.preprocessing)
@@ -1047,7 +1047,7 @@ class FastEngine:
             self.in_type.saturation,
         )
         lut, _ = pixel_lut(prep, in_fp, self.in_dtype)
-        raw = lut[images.reshape(len(images), -1)]
+        raw = encode_pixels(lut, images)  # one lookup, per channel where the preprocessing is
         y = self.decode(self.predict_raw(raw))
         return y[0] if single else y
 

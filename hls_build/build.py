@@ -63,7 +63,7 @@ from hls_build.firmware_graph import differing_firmware_files, write_firmware_gr
 from hls_build.fuse import keras_outputs, serialize_result_casts
 from hls_build.precision import derive_precisions, hls_precision_entries
 from hls_build.vivado import fix_generated_project
-from training.data import INPUT_FIXED_POINT, preprocess, preprocessing_spec
+from training.data import input_fixed_point, model_input, preprocess, preprocessing_spec
 from training.keras_compat import keras, tf
 
 log = logging.getLogger(__name__)
@@ -188,7 +188,7 @@ def _diagnose_with_traced_csim(model: keras.Model, hls_dir: Path, firmware_graph
     try:
         graph = json.loads(Path(firmware_graph["graph"]).read_text())
         lib = build_traced_library(hls_dir, graph, work_dir / "traced")
-        trace = CSimTracer(lib, graph, FixedPoint.parse(INPUT_FIXED_POINT)).trace(raw)
+        trace = CSimTracer(lib, graph, FixedPoint.parse(input_fixed_point())).trace(raw)
     except Exception as exc:  # a diagnosis must not hide the error it explains
         return f"(no layer trace of the C-simulation: {exc})"
     keras_div = first_divergent_layer(layer_errors(model, trace, x, keras_names))
@@ -343,7 +343,7 @@ def _step_derive_types(ctx: BuildContext) -> None:
     ctx.write_json(
         "types.json",
         {
-            "input_fixed_point": INPUT_FIXED_POINT,
+            "input_fixed_point": input_fixed_point(),
             "output_fixed_point": precisions.output_fixed_point(model),
             "layers": {k: dict(v) for k, v in hls_precision_entries(model, precisions).items()},
         },
@@ -364,7 +364,7 @@ def _convert(ctx: BuildContext, hls_dir: Path):
     bind_multipliers(hls_dir, bindings_of(hls_model))  # the plan's "Multiplier" per layer (hls_build.bind)
     fixes = fix_generated_sources(hls_dir, PROJECT_NAME)
     fixes += fix_generated_project(
-        hls_dir, board=settings.board, model_id=ctx.model_id, input_bits=_container_bits(INPUT_FIXED_POINT),
+        hls_dir, board=settings.board, model_id=ctx.model_id, input_bits=_container_bits(input_fixed_point()),
         output_bits=_container_bits(ctx.out_fixed_point()), clock_mhz=settings.clock_mhz, project_name=PROJECT_NAME,
         length_width_bits=DMA_LENGTH_WIDTH_BITS,
     )  # fmt: skip
@@ -414,7 +414,7 @@ def _step_gate(ctx: BuildContext) -> None:
                       "weights": str(staging / "firmware" / "weights.npz")}  # fmt: skip
     gate = ctx.split().head(options.gate_images)
     x_gate = preprocess(gate.images)
-    raw_gate = FixedPoint.parse(INPUT_FIXED_POINT).encode(x_gate.reshape(len(gate), -1))
+    raw_gate = FixedPoint.parse(input_fixed_point()).encode(x_gate.reshape(len(gate), -1))
     # The firmware's outputs: the fast engine, first proven bit-identical to the C-simulation on a subset.
     engine = FastEngine.from_files(firmware_graph["graph"], firmware_graph["weights"])
     n_csim = min(options.csim_images, len(gate))
@@ -559,7 +559,7 @@ def _step_manifest(ctx: BuildContext) -> None:
     manifest = Manifest(
         model_id=ctx.model_id,
         board=settings.board,
-        input=TensorSpec("image", [32, 32, 3], INPUT_FIXED_POINT, _container(INPUT_FIXED_POINT)),
+        input=TensorSpec("image", [32, 32, 3], input_fixed_point(), _container(input_fixed_point())),
         output=TensorSpec("logits", [len(CLASSES)], out_fp, _container(out_fp)),
         preprocessing=preprocessing_spec(),
         emulated=True,
@@ -571,7 +571,7 @@ def _step_manifest(ctx: BuildContext) -> None:
             "ip_name": "hier_0/axi_dma_0",
             "max_transfer_bytes": (1 << DMA_LENGTH_WIDTH_BITS) - 1,
             "length_width_bits": DMA_LENGTH_WIDTH_BITS,
-            "mm2s_data_width_bits": _container_bits(INPUT_FIXED_POINT),
+            "mm2s_data_width_bits": _container_bits(input_fixed_point()),
             "s2mm_data_width_bits": _container_bits(out_fp),
         },
         hls={
@@ -739,13 +739,24 @@ def build_bundle(
     elif not ctx.staging.exists() and final.exists():
         shutil.copytree(final, ctx.staging, symlinks=True)
     times: dict[str, float] = {}
+    # An imported model may stream its own input (a per-channel mean subtracted, hls_build.ptq): its config.json
+    # names the type and the preprocessing, which every step (types, gate images, manifest) then follows.
+    with model_input(train_info.get("input_fixed_point"), train_info.get("preprocessing")):
+        _run_steps(ctx, first, from_step, times)
+    (work / "time_per_step.json").write_text(json.dumps(times, indent=2) + "\n")
+    return final
+
+
+def _run_steps(ctx: BuildContext, first: int, from_step: str | None, times: dict[str, float]) -> None:
+    """Run :data:`STEPS` from index ``first`` (see :func:`build_bundle`), recording each one's seconds in ``times``."""
     for step in STEPS[first:]:
         missing = _missing_inputs(ctx, step)
         if missing:
             raise BuildError(missing)
         ctx.state.mkdir(parents=True, exist_ok=True)
         if step is STEPS[first] and first and (ctx.state / STEP_TIMES).is_file():
-            times = json.loads((ctx.state / STEP_TIMES).read_text())  # the earlier steps' times
+            times.clear()
+            times.update(json.loads((ctx.state / STEP_TIMES).read_text()))  # the earlier steps' times
         if any(o.startswith("{bundle}") for o in step.outputs):  # not before: a refused model leaves no folder
             ctx.staging.mkdir(parents=True, exist_ok=True)
         if step.name == "manifest":  # the record of every step, written by the last one
@@ -759,5 +770,3 @@ def build_bundle(
         times[step.name] = time.perf_counter() - t
         if step.name != "manifest":
             ctx.write_json(STEP_TIMES, times)
-    (work / "time_per_step.json").write_text(json.dumps(times, indent=2) + "\n")
-    return final

@@ -24,7 +24,7 @@ from hls_build.bind import bind_multipliers, bindings_from_layer_config, binding
 from hls_build.fold import FoldedLayer, fold_batchnorm, needs_folding
 from hls_build.fuse import fuse_relus, keras_outputs, serialize_result_casts
 from hls_build.precision import Precisions, derive_precisions, hls_precision_entries
-from training.data import INPUT_FIXED_POINT
+from training.data import input_fixed_point
 from training.keras_compat import keras
 
 log = logging.getLogger(__name__)
@@ -138,7 +138,7 @@ def build_hls_config(model: keras.Model, settings: HlsSettings) -> dict[str, Any
         if not isinstance(prec, dict):
             prec = entry["Precision"] = {"result": prec}
         if type(layer).__name__ == "InputLayer":
-            prec["result"] = INPUT_FIXED_POINT
+            prec["result"] = input_fixed_point()
         prec.update(derived.get(layer.name, {}))
         # hls4ml splits a layer's ``activation="linear"`` off into a layer of its own named "<layer>_linear"
         # (default type ap_fixed<16,6>, which would wrap): it passes the layer's exact result through.
@@ -203,7 +203,7 @@ def convert(
     if backend == "VivadoAccelerator":
         args.update(
             interface="axi_stream",
-            input_type=INPUT_FIXED_POINT,
+            input_type=input_fixed_point(),
             output_type=output_fixed_point(model),
             **hls_overrides_for(settings.board),
         )

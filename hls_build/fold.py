@@ -36,7 +36,7 @@ import numpy as np
 
 from board.errors import ProjectError
 from board.fixed_point import FixedPoint
-from training.data import INPUT_FIXED_POINT
+from training.data import input_fixed_point
 from training.keras_compat import keras
 from training.models import SkipGate
 
@@ -184,9 +184,9 @@ def _frac_bits(fmt: tuple[int, int, bool] | None) -> int | None:
 def tensor_frac_bits(model: keras.Model) -> dict[str, int | None]:
     """Fractional bits of every layer's output where the model fixes them (None: float or not a power of two).
 
-    Follows quantizers (``QActivation``), the input (``INPUT_FIXED_POINT``), exact sums (convolutions and dense
-    layers with quantized kernels: input + kernel fractional bits; Add: the most of its inputs) and layers that only
-    move values (padding, flatten, dropout, max pooling).
+    Follows quantizers (``QActivation``), the input (``training.data.input_fixed_point()``), exact sums (convolutions
+    and dense layers with quantized kernels: input + kernel fractional bits; Add: the most of its inputs) and layers
+    that only move values (padding, flatten, dropout, max pooling).
     """
     fx: dict[str, int | None] = {}
     for layer in model.layers:
@@ -194,7 +194,7 @@ def tensor_frac_bits(model: keras.Model) -> dict[str, int | None]:
         ins = [n.name for n in _inbound_layers(layer)]
         src = [fx.get(n) for n in ins]
         if kind == "InputLayer":
-            fx[layer.name] = FixedPoint.parse(INPUT_FIXED_POINT).width - FixedPoint.parse(INPUT_FIXED_POINT).integer
+            fx[layer.name] = FixedPoint.parse(input_fixed_point()).frac_bits
         elif kind == "QActivation":
             fx[layer.name] = _frac_bits(quantizer_format(layer.quantizer))
         elif kind in ("QConv2D", "QDense", "QDepthwiseConv2D", *FOLDED_IN_TRAINING):

@@ -2,7 +2,8 @@
 
 The rule (``derive_precisions``), layer by layer in graph order, from the model's own quantizers and weights:
 
-* the input is ``training.data.INPUT_FIXED_POINT`` (a uint8 pixel / 256, exact);
+* the input is ``training.data.input_fixed_point()`` (a uint8 pixel / 256, exact; per channel minus a mean for
+  an imported model that asks for it);
 * a quantizer (``QActivation``) fixes its output type; hls4ml reads it from the quantizer itself;
 * a convolution or dense layer with quantized kernel and bias sums exactly when its accumulator has the input's
   fractional bits plus the kernel's (and at least the bias's), and integer bits for the largest sum its weights can
@@ -31,7 +32,7 @@ import numpy as np
 from board.errors import ProjectError
 from board.fixed_point import FixedPoint
 from hls_build.fold import _inbound_layers, quantizer_format
-from training.data import INPUT_FIXED_POINT
+from training.data import input_fixed_point
 from training.keras_compat import keras
 
 #: Widest type derived here: the firmware engine and the AXI output container work in at most 32 bits.
@@ -100,7 +101,7 @@ def _full_range(signed: bool, integer: int, frac: int) -> _Bounded:
 
 
 def _input_type() -> _Bounded:
-    fp = FixedPoint.parse(INPUT_FIXED_POINT)
+    fp = FixedPoint.parse(input_fixed_point())  # an imported model's own, inside training.data.model_input
     return _full_range(fp.signed, fp.integer, fp.width - fp.integer)
 
 

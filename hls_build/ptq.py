@@ -15,9 +15,15 @@ Supported layers: see :data:`SUPPORTED`. A SeparableConv2D is split into a Depth
 (:func:`_split_separable`, as hls4ml does); Dropout and a final softmax are removed (the overlay streams logits;
 argmax is unchanged).
 
-The input must be the image as the model was trained on it, scaled ``pixel / input_scale`` (255 or 256, no mean
-subtraction): the overlay streams ``pixel / 256`` exactly, and ``256 / input_scale`` is folded into the first
-convolution.
+The model's own input is ``(pixel / input_scale - mean[c]) / std[c]`` (:class:`InputPreprocessing`). The overlay
+streams ``pixel / 256`` exactly (``ap_ufixed<8,0>``, the uint8 pixel itself), and the per-channel gain
+``256 / (input_scale * std[c])`` and offset are folded into the first layer, which is exact for a 'valid'
+convolution with nothing padding the image. Where the image is zero-padded first (a 'same' convolution, or a
+ZeroPadding2D before it), the model pads with its own zero, the mean pixel: folding the mean into the bias would pad
+with pixel 0 instead. There the mean is subtracted before the accelerator instead (:func:`input_stream`): the
+overlay streams ``pixel / 256 - mean[c] * input_scale / 256``, quantized to the input type's LSB (a signed 16-bit
+type, 2^-15 for means within one pixel range; one table lookup per pixel and channel on the board), and only the
+gain, which commutes with zero padding, goes into the weights.
 """
 
 from __future__ import annotations
@@ -159,6 +165,9 @@ class PtqReport:
         finetune: what fine-tuning was asked (``requested``: epochs or ``"auto"``), whether it ran and why, and
             top-1 before and after on the held-out training and the test images.
         per_channel: why weights are not quantized per channel (:data:`PER_CHANNEL_NOTE`).
+        input_stream: what the overlay streams (:meth:`InputStream.to_dict`): whether the mean is subtracted before
+            the accelerator, the stream's type and per-channel offset, what was folded, and how far the quantized
+            mean is from the user's.
     """
 
     source: str
@@ -186,6 +195,7 @@ class PtqReport:
     top1_float_heldout_train: float | None = None
     finetune: dict[str, Any] = field(default_factory=dict)
     per_channel: str = ""
+    input_stream: dict[str, Any] = field(default_factory=dict)
 
 
 def load_float_model(path: str | Path) -> keras.Model:
@@ -378,15 +388,112 @@ def _image_readers(model: keras.Model) -> list[keras.layers.Layer]:
     return readers
 
 
-def _fold_input(model: keras.Model, pre: InputPreprocessing, report: PtqReport) -> keras.Model:
+def _pads_image(model: keras.Model) -> bool:
+    """Whether the image is zero-padded before the first layer computes on it (ZeroPadding2D, or 'same' k > 1)."""
+    todo = [(model.layers[0].name, False)]
+    while todo:
+        name, padded = todo.pop()
+        for layer in model.layers:
+            if name not in [lyr.name for lyr in _inbound_layers(layer)]:
+                continue
+            kind = type(layer).__name__
+            if kind == "ZeroPadding2D":
+                todo.append((layer.name, True))
+                continue
+            size = getattr(layer, "kernel_size", (1, 1))
+            if padded or (getattr(layer, "padding", "valid") == "same" and max(size) > 1):
+                return True
+    return False
+
+
+@dataclass
+class InputStream:
+    """What the overlay streams for a model's own input, and what is folded into its first layers.
+
+    Attributes:
+        fixed_point: the input stream's type (None: this project's ``ap_ufixed<8,0>``, pixel / 256).
+        preprocessing: the manifest's ``preprocessing`` (``input_offset`` per channel when the mean is subtracted).
+        gain, offset: per channel, folded into the first layers: model input ``= gain[c] * stream + offset[c]``.
+        mean_subtracted: the mean is subtracted before the accelerator (the image is zero-padded first).
+        mean_quantized: the mean the stream subtracts (the user's, rounded to the stream's LSB), in the user's units.
+        mean_error: ``mean_quantized - mean``, in the user's units (pixel / scale).
+    """
+
+    fixed_point: str | None
+    preprocessing: dict[str, Any]
+    gain: np.ndarray
+    offset: np.ndarray
+    mean_subtracted: bool = False
+    mean_quantized: list[float] | None = None
+    mean_error: list[float] | None = None
+
+    def apply(self, pixels: np.ndarray) -> np.ndarray:
+        """uint8 NHWC pixels -> the stream's float32 values (what the imported model takes)."""
+        from board.preprocess import Preprocessing
+
+        return Preprocessing.from_dict(self.preprocessing).to_float(pixels)
+
+    def to_dict(self) -> dict[str, Any]:
+        """As recorded in ``ptq_report.json`` (``input_stream``)."""
+        return {"mean_subtracted_before_accelerator": self.mean_subtracted,
+                "input_fixed_point": self.fixed_point or "ap_ufixed<8,0>",
+                "input_offset": self.preprocessing["input_offset"],
+                "folded_gain": [float(g) for g in self.gain], "folded_offset": [float(o) for o in self.offset],
+                "mean_quantized": self.mean_quantized, "mean_error": self.mean_error}  # fmt: skip
+
+
+#: Width of the input stream when the mean is subtracted before the accelerator (the container is int16 anyway).
+STREAM_BITS = 16
+
+
+def input_stream(model: keras.Model, pre: InputPreprocessing) -> InputStream:
+    """How the overlay streams this model's input (see the module doc).
+
+    Without a mean, or when nothing pads the image before its first layer, the stream stays pixel / 256 and the
+    whole affine map is folded in (exact). Otherwise the stream is ``pixel / 256 + b[c]``, ``b = -mean * scale /
+    256`` rounded to the LSB of the narrowest signed :data:`STREAM_BITS`-bit type (at least 8 fractional bits, so
+    pixel / 256 stays exact) that holds every ``pixel / 256 + b``; every code is then exact.
+
+    Raises:
+        ByoModelError: a mean so large that no such type holds the stream.
+    """
+    from training.data import preprocessing_spec
+
+    gain, offset = pre.channel_gain_offset()
+    if pre.mean is None or not any(float(m) for m in pre.mean) or not _pads_image(model):
+        return InputStream(None, preprocessing_spec(), gain, offset)
+    b = -np.asarray(pre.mean, np.float64) * pre.scale / 256.0
+    for integer in range(1, STREAM_BITS - 8 + 1):
+        frac = STREAM_BITS - integer
+        b_q = np.round(b * 2.0**frac) / 2.0**frac
+        lo, hi = float(np.min(b_q)), float(np.max(b_q)) + 255 / 256
+        if -(2.0 ** (integer - 1)) <= lo and hi <= 2.0 ** (integer - 1) - 2.0**-frac:
+            break
+    else:
+        raise ByoModelError(
+            f"input mean {list(pre.mean)} at scale {pre.scale:g} is {float(np.max(np.abs(b))) * 256:g} pixels: "
+            f"no signed {STREAM_BITS}-bit stream holds pixel - mean; give the mean in the model's units "
+            "(pixel / scale)"
+        )
+    spec = {**preprocessing_spec(), "input_offset": [float(v) for v in b_q]}
+    mean_q = -b_q * 256.0 / pre.scale
+    error = mean_q - np.asarray(pre.mean, np.float64)
+    return InputStream(f"ap_fixed<{STREAM_BITS},{integer}>", spec, gain, np.zeros(3), True,
+                       [float(v) for v in mean_q], [float(v) for v in error])  # fmt: skip
+
+
+def _fold_input(
+    model: keras.Model, pre: InputPreprocessing, report: PtqReport, stream: InputStream | None = None
+) -> keras.Model:
     """Fold the model's own input preprocessing into the layers that read the image (see the module doc).
 
-    The overlay's input is ``pixel / 256``; the model's is ``g[c] * (pixel / 256) + o[c]`` per channel. A
-    convolution (or dense layer) of that is one with kernel ``W * g[c]`` and bias ``b + sum W * o[c]``. The scale
-    commutes with zero padding; the offset does not: where a convolution zero-pads the image, the folded one pads
-    with ``-o/g`` in the model's units instead of 0. ``top1_float_input_folded`` measures what that changes.
+    The overlay's input is ``s = pixel / 256`` (plus ``b[c]`` when ``stream`` subtracts the mean); the model's is
+    ``g[c] * s + o[c]`` per channel. A convolution (or dense layer) of that is one with kernel ``W * g[c]`` and bias
+    ``b + sum W * o[c]``. The gain commutes with zero padding; the offset does not (a zero-padding convolution would
+    pad with ``-o/g`` in the model's units instead of 0), so it is folded only where nothing pads the image, and is
+    0 where the stream subtracts the mean (:func:`input_stream`).
     """
-    gain, offset = pre.channel_gain_offset()
+    gain, offset = (stream.gain, stream.offset) if stream is not None else pre.channel_gain_offset()
     if np.all(gain == 1.0) and np.all(offset == 0.0):
         return model
     config = copy.deepcopy(model.get_config())
@@ -536,6 +643,7 @@ def quantize_float_model(
     calibration: str = "max",
     percentile: float = 99.99,
     weight_range: str = "max",
+    stream: InputStream | None = None,
 ) -> tuple[keras.Model, PtqReport]:
     """Post-training quantization of a float Keras model (see the module doc).
 
@@ -551,9 +659,11 @@ def quantize_float_model(
         percentile: the percentile for ``"percentile"`` (0 < p <= 100).
         weight_range: each kernel's integer bits from its largest weight (``"max"``) or the least squared error
             (``"mse"``; :func:`hls_build.fold.kernel_integer_bits`).
+        stream: what the overlay streams (default: :func:`input_stream` of the model and ``preprocessing``).
 
     Returns:
-        The QKeras model (input: ``pixel / 256``) and the report (top-1 fields left for the caller to fill).
+        The QKeras model (input: the stream, ``stream.apply(pixels)``) and the report (top-1 fields left for the
+        caller to fill).
 
     Raises:
         ByoModelError: an unsupported model or bad arguments.
@@ -575,12 +685,32 @@ def quantize_float_model(
     report.percentile = percentile if calibration == "percentile" else None
     report.weight_range = weight_range
     report.per_channel = PER_CHANNEL_NOTE
-    float_model, relus = _split_activations(model, report)
-    # The overlay's input is pixel / 256: fold the model's own preprocessing into the layers that read the image.
-    float_model = _fold_input(float_model, pre, report)
+    stream = stream or input_stream(model, pre)
+    report.input_stream = stream.to_dict()
+    from training.data import model_input
 
-    # Activation ranges on calibration images (as the overlay streams them: pixel / 256).
-    x_cal = calibration_pixels.astype(np.float32) / np.float32(256.0)
+    # The stream's type fixes the input's fractional bits, which the kernel and bias formats start from.
+    with model_input(stream.fixed_point, stream.preprocessing):
+        return _quantize_model(model, calibration_pixels, pre, stream, report, calibration, percentile)
+
+
+def _quantize_model(
+    model: keras.Model,
+    calibration_pixels: np.ndarray,
+    pre: InputPreprocessing,
+    stream: InputStream,
+    report: PtqReport,
+    calibration: str,
+    percentile: float,
+) -> tuple[keras.Model, PtqReport]:
+    """:func:`quantize_float_model` after its checks, inside the stream's ``training.data.model_input``."""
+    weight_bits, activation_bits, weight_range = report.weight_bits, report.activation_bits, report.weight_range
+    float_model, relus = _split_activations(model, report)
+    # Fold the model's own preprocessing (what the stream does not do) into the layers that read the image.
+    float_model = _fold_input(float_model, pre, report, stream)
+
+    # Activation ranges on calibration images, as the overlay streams them.
+    x_cal = stream.apply(calibration_pixels)
     ranges = _calibration_ranges(float_model, relus, x_cal, calibration, percentile) if relus else {}
     config = copy.deepcopy(float_model.get_config())
     for i, entry in enumerate(config["layers"]):
@@ -671,17 +801,24 @@ def _top1(model: keras.Model, x: np.ndarray, labels: np.ndarray) -> float:
     return float(np.mean(model.predict(x, batch_size=500, verbose=0).argmax(1) == labels))
 
 
-def finetune(q_model: keras.Model, pixels: np.ndarray, labels: np.ndarray, epochs: int, seed: int = 0) -> keras.Model:
+def finetune(
+    q_model: keras.Model,
+    pixels: np.ndarray,
+    labels: np.ndarray,
+    epochs: int,
+    seed: int = 0,
+    stream: InputStream | None = None,
+) -> keras.Model:
     """Short quantization-aware fine-tuning of the quantized model (its quantizers and formats unchanged).
 
-    Adam at a small learning rate on the training images (pixel / 256, random flips), straight-through gradients
-    through QKeras's quantizers; the formats stay those the quantization chose, so the exact-type derivation and
-    the gate apply unchanged.
+    Adam at a small learning rate on the training images (as the overlay streams them: ``stream``, default
+    pixel / 256; random flips), straight-through gradients through QKeras's quantizers; the formats stay those the
+    quantization chose, so the exact-type derivation and the gate apply unchanged.
     """
     from training.keras_compat import tf
 
     keras.utils.set_random_seed(seed)
-    x = pixels.astype(np.float32) / np.float32(256.0)
+    x = stream.apply(pixels) if stream is not None else pixels.astype(np.float32) / np.float32(256.0)
     ds = tf.data.Dataset.from_tensor_slices((x, labels.astype(np.int32))).shuffle(len(x), seed=seed)
     ds = ds.map(lambda a, y: (tf.image.random_flip_left_right(a), y)).batch(64)
     loss = keras.losses.SparseCategoricalCrossentropy(from_logits=True)
@@ -741,7 +878,6 @@ def import_float_model(
         board.errors.DatasetError: no CIFAR-10.
     """
     from board.cifar10 import load_split
-    from training.data import preprocess, preprocessing_spec
 
     if is_qkeras(load_model_file(model_path)):
         scale = 256.0 if input_scale is None else input_scale
@@ -759,10 +895,11 @@ def import_float_model(
     ranges = WEIGHT_RANGES if weight_range == "best" else (weight_range,)
     train = load_split("train", cifar10_dir)
     calib = train.images[:calibration_images]
+    stream = input_stream(model, pre)  # what the overlay streams: pixel / 256, minus the mean where the image pads
     # Held-out training images (never calibrated on nor fine-tuned on) choose between options and decide "auto".
-    held = preprocess(train.images[-HELDOUT_IMAGES:]), train.labels[-HELDOUT_IMAGES:]
+    held = stream.apply(train.images[-HELDOUT_IMAGES:]), train.labels[-HELDOUT_IMAGES:]
     test = load_split("test", cifar10_dir).head(test_images)
-    x_test = preprocess(test.images)
+    x_test = stream.apply(test.images)
     y_float = model.predict(pre.apply(test.images), batch_size=500, verbose=0)
     float_held = _top1(model, pre.apply(train.images[-HELDOUT_IMAGES:]), held[1])
     float_test = float(np.mean(y_float.argmax(1) == test.labels))
@@ -779,9 +916,8 @@ def import_float_model(
 
     for choice in choices:
         for wr in ranges:
-            q, rep = quantize_float_model(
-                model, calib, pre, weight_bits, activation_bits, source, choice, percentile, weight_range=wr
-            )
+            q, rep = quantize_float_model(model, calib, pre, weight_bits, activation_bits, source, choice,
+                                          percentile, weight_range=wr, stream=stream)  # fmt: skip
             row = scored({"calibration": choice, "percentile": rep.percentile, "weight_range": wr}, q)
             options.append(row)
             tried.append((row["top1_heldout_train"], q, rep))
@@ -789,7 +925,7 @@ def import_float_model(
     report.options = options
     report.top1_float_heldout_train = float_held
     float_folded, _ = _split_activations(model, PtqReport("", 0, 0, 0, 0))
-    float_folded = _fold_input(float_folded, pre, PtqReport("", 0, 0, 0, 0))
+    float_folded = _fold_input(float_folded, pre, PtqReport("", 0, 0, 0, 0), stream)
     report.top1_float_input_folded = _top1(float_folded, x_test, test.labels)
     loss = 100 * (float_held - best_held)
     epochs = (AUTO_FINETUNE_EPOCHS if loss > AUTO_FINETUNE_THRESHOLD else 0) if auto else finetune_epochs
@@ -805,7 +941,7 @@ def import_float_model(
         chosen = next(o for o in options if o["top1_heldout_train"] == best_held)
         report.top1_before_finetune = chosen["top1_test"]
         n = min(finetune_images, len(train) - HELDOUT_IMAGES)
-        q_model = finetune(q_model, train.images[:n], train.labels[:n], epochs)
+        q_model = finetune(q_model, train.images[:n], train.labels[:n], epochs, stream=stream)
         report.finetune_epochs = epochs
         row = scored({"calibration": report.calibration, "percentile": report.percentile,
                       "weight_range": report.weight_range, "finetune_epochs": epochs}, q_model)  # fmt: skip
@@ -821,9 +957,12 @@ def import_float_model(
 
     out = Path(out_dir)
     model_id = _slug(out.name)  # the folder's name, as for a training folder
-    config = {"model_id": model_id, "source": report.source, "preprocessing": preprocessing_spec(),
-              "source_preprocessing": {**pre.to_dict(), "folded_into": report.input_folded_into},
+    config = {"model_id": model_id, "source": report.source, "preprocessing": stream.preprocessing,
+              "source_preprocessing": {**pre.to_dict(), "folded_into": report.input_folded_into,
+                                       "input_stream": stream.to_dict()},
               "method": "post-training quantization"}  # fmt: skip
+    if stream.fixed_point is not None:  # the bundle build streams this type (training.data.model_input)
+        config["input_fixed_point"] = stream.fixed_point
     metrics = {"test_top1_max": report.top1_quantized, "test_top1_float": report.top1_float,
                "test_images": report.test_images, "epochs": report.finetune_epochs or None}  # fmt: skip
     _write_folder(out, q_model, config, metrics, report)
@@ -1057,7 +1196,15 @@ def describe(report: PtqReport) -> str:
         f"{report.calibration_images} training images)"
     ]
     if report.input_folded_into:
-        lines.append(f"  input preprocessing folded into {', '.join(report.input_folded_into)}")
+        st = report.input_stream
+        what = "the std" if st.get("mean_subtracted_before_accelerator") else "input preprocessing"
+        lines.append(f"  {what} folded into {', '.join(report.input_folded_into)}")
+        if st.get("mean_subtracted_before_accelerator"):
+            lines.append(
+                f"  the image is zero-padded first: the mean is subtracted before the accelerator (stream "
+                f"{st['input_fixed_point']}, offset {st['input_offset']}); quantized mean {st['mean_quantized']}, "
+                f"{max(abs(e) for e in st['mean_error']):.3g} at most from the given one"
+            )
     for name, a in report.activations.items():
         lines.append(f"  {name}: {a['type']} (calibration max {a['calibration_max']:.4g})")
     for name, k in report.kernels.items():

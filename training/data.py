@@ -8,6 +8,10 @@ normalisation is left to the stem's BatchNormalization, which hls_build folds in
 
 from __future__ import annotations
 
+import contextlib
+import contextvars
+from collections.abc import Iterator
+
 import numpy as np
 
 from board.cifar10 import Split, load_split
@@ -19,8 +23,38 @@ INPUT_OFFSET = 0.0
 INPUT_FIXED_POINT = "ap_ufixed<8,0>"
 
 
+#: An imported model's own input stream, when it is not this project's (``hls_build.ptq``: a per-channel mean
+#: subtracted before a first convolution that zero-pads): ``(fixed-point type, manifest preprocessing)``, set with
+#: :func:`model_input` while that model is quantized or bundled. None: ``INPUT_FIXED_POINT`` and pixel / 256.
+_MODEL_INPUT: contextvars.ContextVar[tuple[str, dict] | None] = contextvars.ContextVar("model_input", default=None)
+
+
+@contextlib.contextmanager
+def model_input(fixed_point: str | None, preprocessing: dict | None) -> Iterator[None]:
+    """Within the block, :func:`input_fixed_point`, :func:`preprocessing_spec` and :func:`preprocess` are those given.
+
+    An imported model records its own in ``config.json`` (``input_fixed_point``, ``preprocessing``); the bundle
+    build and the import run inside this so the exact-type derivation, the gate images and the manifest follow it.
+    With ``fixed_point`` None, nothing changes (this project's own input).
+    """
+    token = _MODEL_INPUT.set(None if fixed_point is None else (fixed_point, dict(preprocessing or {})))
+    try:
+        yield
+    finally:
+        _MODEL_INPUT.reset(token)
+
+
+def input_fixed_point() -> str:
+    """The input stream's fixed-point type: ``INPUT_FIXED_POINT`` unless inside :func:`model_input`."""
+    current = _MODEL_INPUT.get()
+    return INPUT_FIXED_POINT if current is None else current[0]
+
+
 def preprocessing_spec() -> dict:
     """The preprocessing as recorded in a bundle manifest (``board`` applies it from there)."""
+    current = _MODEL_INPUT.get()
+    if current is not None:
+        return dict(current[1])
     return {
         "input_scale": INPUT_SCALE,
         "input_offset": INPUT_OFFSET,
@@ -31,7 +65,12 @@ def preprocessing_spec() -> dict:
 
 
 def preprocess(images: np.ndarray) -> np.ndarray:
-    """uint8 NHWC pixels -> float32 model input."""
+    """uint8 NHWC pixels -> float32 model input (:func:`preprocessing_spec`'s)."""
+    current = _MODEL_INPUT.get()
+    if current is not None:
+        from board.preprocess import Preprocessing
+
+        return Preprocessing.from_dict(current[1]).to_float(images)
     return images.astype(np.float32) * np.float32(INPUT_SCALE) + np.float32(INPUT_OFFSET)
 
 

@@ -60,3 +60,16 @@ def test_runtime_overhead_benchmark_smoke(tmp_path, capsys):
         parts = sum(r[p] for p in module.PHASES)
         assert r["total"] == pytest.approx(parts, rel=1e-6) and r["total"] > 0
     assert "ms per 1,000 images" in capsys.readouterr().out
+
+
+def test_per_channel_preprocessing_encodes_each_channel(make_bundle, images):
+    """A manifest with per-channel values: the driver's lookup is per channel, and the C-simulation gets those codes."""
+    prep = {"input_scale": [1 / 256, 1 / 512, 1 / 1024], "input_offset": 0.0}  # ap_ufixed<8,0>, truncated: p, p/2, p/4
+    with Accelerator(load_bundle(make_bundle(preprocessing=prep)), batch_size=5) as acc:
+        assert acc.preprocessing.per_channel
+        raw, _ = acc.encode(images)
+        want = images.copy()
+        want[..., 1] //= 2
+        want[..., 2] //= 4
+        np.testing.assert_array_equal(raw, want.reshape(12, -1))
+        np.testing.assert_array_equal(acc.predict_raw(images), toy_raw(raw))

@@ -7,7 +7,7 @@ import pytest
 
 from board.errors import BundleError, InputError
 from board.fixed_point import FixedPoint
-from board.preprocess import Preprocessing, pixel_lut, validate_pixels
+from board.preprocess import Preprocessing, encode_pixels, pixel_lut, validate_pixels
 
 SHAPE = (32, 32, 3)
 
@@ -69,3 +69,50 @@ def test_pixel_lut_inexact_is_flagged():
     )
     assert not exact
     assert lut[0] == 0 and lut[255] == 255 and lut[128] == 129  # 128/255*256 = 128.5 -> rounds up
+
+
+#: A per-channel mean subtracted before the accelerator (hls_build.ptq.input_stream): R, G, B offsets on 2^-15.
+OFFSETS = [-16102 / 2**15, -15801 / 2**15, -14631 / 2**15]
+
+
+def test_old_scalar_manifest_loads_unchanged():
+    old = {
+        "input_scale": 0.00390625,
+        "input_offset": 0.0,
+        "layout": "NHWC",
+        "channel_order": "RGB",
+        "pixel_dtype": "uint8",
+    }
+    p = Preprocessing.from_dict(old)
+    assert not p.per_channel and p.to_dict() == old and isinstance(p.input_offset, float)
+    lut, exact = pixel_lut(p, FixedPoint.parse("ap_ufixed<8,0>"), "uint8")
+    assert exact and lut.shape == (256,)
+    images = np.random.default_rng(0).integers(0, 256, (4, *SHAPE), dtype=np.uint8)
+    np.testing.assert_array_equal(encode_pixels(lut, images), images.reshape(4, -1))
+
+
+def test_per_channel_offset_is_one_exact_lookup_per_channel():
+    p = Preprocessing.from_dict({"input_scale": 1 / 256, "input_offset": OFFSETS})
+    assert p.per_channel and p.input_offset == tuple(OFFSETS) and p.to_dict()["input_offset"] == OFFSETS
+    fixed = FixedPoint.parse("ap_fixed<16,1>")
+    lut, exact = pixel_lut(p, fixed, "int16")
+    assert exact and lut.shape == (256, 3) and lut.dtype == np.int16
+    # raw code = (pixel / 256 + offset) * 2^15 = 128 * pixel + offset * 2^15, channel by channel.
+    np.testing.assert_array_equal(lut[:, 1], 128 * np.arange(256) - 15801)
+    images = np.random.default_rng(1).integers(0, 256, (3, *SHAPE), dtype=np.uint8)
+    images[0, 0, 0] = (255, 0, 17)
+    raw = encode_pixels(lut, images)
+    want = fixed.encode(p.to_float(images).astype(np.float64), dtype="int16").reshape(3, -1)
+    np.testing.assert_array_equal(raw, want)
+    np.testing.assert_array_equal(raw[0, :3], [128 * 255 - 16102, -15801, 128 * 17 - 14631])
+    # The float model input (ONNX reference) applies the same offsets on the channel axis.
+    np.testing.assert_array_equal(fixed.decode(raw).reshape(images.shape), p.to_float(images))
+
+
+def test_per_channel_values_are_checked():
+    for bad in ({"input_offset": [0.1, 0.2]}, {"input_scale": [1, 1, float("nan")]}, {"input_offset": ["a", 0, 0]}):
+        with pytest.raises(BundleError):
+            Preprocessing.from_dict(bad)
+    lut, _ = pixel_lut(Preprocessing(input_offset=(0.0, 0.0, 0.0)), FixedPoint.parse("ap_ufixed<8,0>"), "uint8")
+    with pytest.raises(InputError, match="3 channels"):
+        encode_pixels(lut, np.zeros((1, 32, 32, 1), np.uint8))

@@ -108,10 +108,10 @@ def test_depthwise_outputs_vary(depthwise_bundle, test_split):
     engine = FastEngine.from_bundle(bundle)
     logits = engine.predict(test_split.images[:16])
     assert len({tuple(row) for row in logits.tolist()}) == 16
-    from board.preprocess import Preprocessing, pixel_lut
+    from board.preprocess import Preprocessing, encode_pixels, pixel_lut
 
     lut, _ = pixel_lut(Preprocessing.from_dict(bundle.manifest.preprocessing), engine.in_type, engine.in_dtype)
-    trace = engine.trace(lut[test_split.images[:4].reshape(4, -1)])
+    trace = engine.trace(encode_pixels(lut, test_split.images[:4]))  # per channel: the stem pads ('same')
     for name in ("sep_stem_depthwise", "dw1", "sep2_depthwise", "dw3"):
         out = next(v for k, v in trace.items() if k.startswith(f"{name}") or k == f"layer_{name}")
         assert np.count_nonzero(out) > out.size // 4, name

@@ -82,9 +82,15 @@ def test_every_kind_is_bit_exact_through_fast_engine_and_csim(every_kind_bundle)
     for kind in kinds:
         assert kind in ops, kind
     assert not graph["unsupported_layers"]
-    # The input normalization was folded into the first convolution; the overlay still streams pixel / 256.
+    # The image is zero-padded before the stem: the mean is subtracted before the accelerator, per channel (a
+    # 256 x 3 table on the board, exact codes of a signed 16-bit stream), and only the std folded into the stem.
     assert report.input_folded_into == ["stem"] and report.input_preprocessing["mean"] == list(MEAN)
-    assert bundle.manifest.preprocessing["input_scale"] == 1 / 256
+    assert report.input_stream["mean_subtracted_before_accelerator"]
+    assert bundle.manifest.input.fixed_point == "ap_fixed<16,1>" and bundle.manifest.input.container == "int16"
+    prep = bundle.manifest.preprocessing
+    assert prep["input_scale"] == 1 / 256
+    np.testing.assert_allclose(prep["input_offset"], -np.asarray(MEAN) / 256, atol=2.0**-16)
+    assert max(abs(e) for e in report.input_stream["mean_error"]) <= 2.0**-16 * 256  # scale 1: pixel units
     src = bundle.manifest.hls["source_input_preprocessing"]
     assert src["scale"] == 1.0 and src["std"] == list(STD) and src["folded_into"] == ["stem"]
 
@@ -121,6 +127,59 @@ def test_folded_normalization_equals_the_source_model_on_a_valid_convolution():
         want = model.predict(pre.apply(pixels), verbose=0)
         got = folded.predict(pixels.astype(np.float32) / 256, verbose=0)
         np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-3)
+
+
+@pytest.mark.parametrize("first", ["same", "zero_padding"])
+def test_mean_is_subtracted_before_a_zero_padding_first_convolution(first):
+    """A zero-padding first convolution with mean/std: the imported float function is the user's, borders included.
+
+    The user's model pads with its own zero (the mean pixel); folding the mean into the bias would pad with pixel 0.
+    The stream subtracts the mean instead (exact codes of a signed 16-bit type) and only the std is folded.
+    """
+    from board.fixed_point import FixedPoint
+    from board.preprocess import Preprocessing, pixel_lut
+    from hls_build.ptq import PtqReport, _fold_input, input_stream
+
+    keras.utils.set_random_seed(4)
+    inp = keras.Input((32, 32, 3))
+    if first == "same":
+        x = L.Conv2D(4, 3, padding="same", bias_initializer="glorot_uniform")(inp)
+    else:
+        x = L.Conv2D(4, 3, padding="valid", bias_initializer="glorot_uniform")(L.ZeroPadding2D(1)(inp))
+    model = keras.Model(inp, x)  # the feature map itself: every border position is compared
+    pre = InputPreprocessing(255.0, (0.4914, 0.4822, 0.4465), (0.2470, 0.2435, 0.2616))
+    pixels = np.random.default_rng(0).integers(0, 256, (6, 32, 32, 3), dtype=np.uint8)
+    want = model.predict(pre.apply(pixels), verbose=0)
+
+    stream = input_stream(model, pre)
+    assert stream.mean_subtracted and stream.fixed_point == "ap_fixed<16,1>"
+    assert max(abs(e) for e in stream.mean_error) <= 2.0**-16 * 256 / 255  # half an LSB, in pixel / 255 units
+    _, exact = pixel_lut(Preprocessing.from_dict(stream.preprocessing), FixedPoint.parse(stream.fixed_point), "int16")
+    assert exact  # every pixel / 256 - mean is a code of the stream
+    report = PtqReport("", 0, 0, 0, 0)
+    got = _fold_input(model, pre, report, stream).predict(stream.apply(pixels), verbose=0)
+    assert report.input_folded_into == [model.layers[-1].name]
+    np.testing.assert_allclose(got, want, rtol=1e-4, atol=2e-4)
+
+    # The old fold (mean into the bias, stream pixel / 256): right inside, wrong on the border rows and columns.
+    old = _fold_input(model, pre, PtqReport("", 0, 0, 0, 0)).predict(pixels.astype(np.float32) / 256, verbose=0)
+    np.testing.assert_allclose(old[:, 1:-1, 1:-1], want[:, 1:-1, 1:-1], rtol=1e-4, atol=2e-4)
+    assert np.max(np.abs(old[:, 0] - want[:, 0])) > 0.1
+
+
+def test_mean_is_folded_into_the_bias_where_nothing_pads():
+    """A 'valid' first convolution (or a 1x1 'same' one, which pads nothing) keeps the 8-bit pixel / 256 stream."""
+    from hls_build.ptq import input_stream
+
+    pre = InputPreprocessing(1.0, MEAN, STD)
+    for layer in (L.Conv2D(4, 3, padding="valid"), L.Conv2D(4, 1, padding="same")):
+        inp = keras.Input((32, 32, 3))
+        stream = input_stream(keras.Model(inp, layer(inp)), pre)
+        assert stream.fixed_point is None and not stream.mean_subtracted
+        assert stream.preprocessing["input_offset"] == 0.0 and np.all(stream.offset != 0)
+    inp = keras.Input((32, 32, 3))
+    with pytest.raises(ByoModelError, match="no signed 16-bit stream"):
+        input_stream(keras.Model(inp, L.Conv2D(4, 3, padding="same")(inp)), InputPreprocessing(1.0, (1e5, 0, 0)))
 
 
 def test_percentile_calibration_narrows_ranges():
