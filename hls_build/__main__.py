@@ -369,7 +369,13 @@ def _estimate_commands(args: argparse.Namespace) -> int:
         clock_mhz=args.clock_mhz or 100.0,
         fuse_relu=not args.no_fuse_relu,
     )
-    with tempfile.TemporaryDirectory(dir=args.work_dir) as tmp:
+    from training.data import model_input
+
+    # An imported model may stream its own input type (hls_build.ptq.input_stream), named in its config.json.
+    cfg = Path(args.model_dir) / "config.json" if getattr(args, "model_dir", None) else None
+    own = json.loads(cfg.read_text()) if cfg is not None and cfg.is_file() else {}
+    with tempfile.TemporaryDirectory(dir=args.work_dir) as tmp, model_input(own.get("input_fixed_point"),
+                                                                          own.get("preprocessing")):  # fmt: skip
         model = _load_model_for_estimate(args)
         hls_model = est_mod.convert_keras_model(model, settings, args.work_dir or tmp)
         graph = est_mod.graph_from_hls_model(
