@@ -4,7 +4,8 @@ Before conversion a model is prepared (:func:`prepare_model`): every ``conv -> B
 into one convolution with fixed-point weights and bias (``hls_build.fold``). Every precision is then derived from
 the prepared model (``hls_build.precision``), none is set by hand:
 
-* the input is ``ap_ufixed<8,0>``: a uint8 pixel / 256, exact (see ``training.data``);
+* the input is ``ap_ufixed<8,0>``: a uint8 pixel / 256, exact (see ``training.data``; an imported model that
+  subtracts a mean before the accelerator streams its own type, ``training.data.model_input``);
 * weights, biases and ReLU outputs come from the QKeras quantizers (hls4ml reads them);
 * convolution and dense accumulators and results, Add results and the average pooling hold their exact values
   over the whole range the weights allow (static bounds), so nothing rounds or wraps before the next quantizer;

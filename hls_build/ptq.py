@@ -156,8 +156,8 @@ class PtqReport:
         percentile: the percentile used with ``"percentile"``.
         options: per calibration option tried, top-1 on held-out training images and on the test images.
         finetune_epochs: quantization-aware fine-tuning epochs run after the quantization (0: none).
-        top1_float_input_folded: top-1 of the float model with the input preprocessing folded in (differs from
-            ``top1_float`` only where a mean was folded into a convolution that zero-pads).
+        top1_float_input_folded: top-1 of the float model with the input preprocessing folded in, on the stream
+            (equal to ``top1_float`` but for the mean's rounding to the stream's LSB, see ``input_stream``).
         split: each SeparableConv2D -> the depthwise and 1x1 convolutions it became (:func:`_split_separable`).
         weight_range: how the kernels' integer bits were chosen (``hls_build.fold.kernel_integer_bits``).
         top1_float_heldout_train: the float model's top-1 on the held-out training images (``options`` compare
