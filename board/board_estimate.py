@@ -5,7 +5,8 @@ the estimate ``hls_build`` made when it built the bundle (``resources.estimate``
 interval and latency in cycles at the design clock, hence images/s and ms), and, from bundles built since the
 calibration on published designs, an error band: ``throughput_band_pct``, the 90th percentile of the
 leave-one-out |error| of the interval over those designs. This module turns that into figures labelled ESTIMATE
-next to the host's, with the band as a range (``images/s x (1 -/+ band)``; latency ``/ (1 +/- band)``). A bundle
+next to the host's, with a range: the signed ``throughput_range_factors`` the calibration measured (true /
+estimated images/s, smallest and largest) where the manifest has them, else ``images/s x (1 -/+ band)``. A bundle
 without an estimate says so; a bundle without a band says the band was not recorded. Nothing is computed here
 that the manifest does not hold.
 """
@@ -24,8 +25,9 @@ def board_estimate(manifest: Any) -> dict[str, Any] | None:
 
     Returns:
         ``{"label", "board", "clock_mhz", "images_per_s", "latency_ms", "band_pct", "images_per_s_range",
-        "latency_ms_range", "band_source", "calibration", "source", "bottleneck"}``; ranges are None without a
-        band (and a latency range's upper end is None when the band reaches 100 %).
+        "latency_ms_range", "band_source", "range_factors", "calibration", "source", "bottleneck"}``; ranges are
+        None without a band (and, without range factors, a latency range's upper end is None when the band
+        reaches 100 %).
     """
     est = (getattr(manifest, "resources", None) or {}).get("estimate")
     if not isinstance(est, dict) or est.get("images_per_s") is None:
@@ -36,7 +38,15 @@ def board_estimate(manifest: Any) -> dict[str, Any] | None:
     band = est.get("throughput_band_pct")
     band = None if band is None else float(band)
     ips_range = lat_range = None
-    if band is not None:
+    factors = est.get("throughput_range_factors")
+    if band is not None and isinstance(factors, (list, tuple)) and len(factors) == 2 and float(factors[0]) > 0:
+        # The signed range the calibration measured (true / estimated images/s, smallest and largest seen):
+        # a symmetric band over 100 % would reach 0 images/s, which no check came near.
+        lo, hi = float(factors[0]), float(factors[1])
+        ips_range = [ips * lo, ips * hi]
+        if lat is not None:
+            lat_range = [lat / hi, lat / lo]
+    elif band is not None:
         b = band / 100.0
         ips_range = [max(0.0, ips * (1.0 - b)), ips * (1.0 + b)]
         if lat is not None:
@@ -51,6 +61,7 @@ def board_estimate(manifest: Any) -> dict[str, Any] | None:
         "images_per_s_range": ips_range,
         "latency_ms_range": lat_range,
         "band_source": est.get("throughput_band_source"),
+        "range_factors": factors if ips_range is not None and factors is not None else None,
         "calibration": est.get("calibration"),
         "source": est.get("source"),
         "bottleneck": est.get("bottleneck"),
@@ -81,6 +92,9 @@ def estimate_lines(est: dict[str, Any] | None, board: str | None = None) -> list
             llo, lhi = est["latency_ms_range"]
             lat = f"{est['latency_ms']:.3f} (range {llo:.3f} to {_fmt(lhi, '.3f')})"
         band = f"+-{est['band_pct']:g} % ({est.get('band_source') or 'calibration band'})"
+        if est.get("range_factors"):
+            lo_f, hi_f = est["range_factors"]
+            band += f"; range: x{lo_f:g} to x{hi_f:g}, the smallest and largest true/estimated ratio measured"
     lines += [
         f"{ESTIMATE_LABEL}{clock}, from the bundle's manifest:",
         "",

@@ -313,6 +313,7 @@ def throughput_band(path: str | Path | None = None) -> dict[str, Any]:
     listed = ", ".join(f"{name} {e:+g} %" for name, e in sorted(measured.items()))
     return {
         "throughput_band_pct": round(max(candidates), 1),
+        **_throughput_range(fit, measured),
         "throughput_band_source": (
             f"larger of the interval's leave-one-out p90 |error| over {interval.get('n', 0)} published csynth reports "
             f"({interval.get('p90_abs_pct')} %) and the |error| against the throughput measured on a board"
@@ -320,6 +321,31 @@ def throughput_band(path: str | Path | None = None) -> dict[str, Any]:
             + "; hls_build/calibration_fit.json"
         ),
     }
+
+
+def _throughput_range(fit: Mapping[str, Any], measured: Mapping[str, float]) -> dict[str, Any]:
+    """The signed range of (true images/s) / (estimated images/s) over every check the calibration made.
+
+    The symmetric band says how large the error was, not which way: an interval over-estimated by 132 % means the
+    design ran 2.3x faster than estimated, while an interval under-estimated by 62 % means it ran at 0.38x. So
+    ``images/s x (1 -/+ band)`` reaches zero once the band passes 100 % although no check came close to that.
+    From each design's held-out interval error ``e = (estimate - csynth) / csynth`` the true images/s is the
+    estimate times ``1 + e``; from each board's ``error_pct = (estimate - measured) / measured`` it is the
+    estimate divided by ``1 + error_pct``. The range is the smallest and largest factor seen (not a percentile).
+
+    Returns:
+        ``{"throughput_range_factors": [low, high], "throughput_range_n": n}``, or ``{}`` without checks.
+    """
+    factors = []
+    for d in fit.get("designs", []):
+        e = (d.get("held_out_error_pct") or {}).get("interval_cycles")
+        if e is not None and "interval_cycles" not in (d.get("not_independent") or []):
+            factors.append(1.0 + float(e) / 100.0)
+    factors += [1.0 / (1.0 + e / 100.0) for e in measured.values()]
+    if not factors:
+        return {}
+    return {"throughput_range_factors": [round(min(factors), 3), round(max(factors), 3)],
+            "throughput_range_n": len(factors)}  # fmt: skip
 
 
 def _layer_multiplier(layer: Layer, overrides: Mapping[str, Mapping[str, Any]]) -> str | None:

@@ -59,6 +59,18 @@ def test_band_over_100_percent_leaves_latency_unbounded():
     assert "to unbounded" in "\n".join(estimate_lines(est))
 
 
+def test_signed_range_factors_replace_the_symmetric_band():
+    class M:
+        board = "pynq-z2"
+        resources = {"estimate": {**ESTIMATE, "throughput_band_pct": 131.7, "throughput_range_factors": [0.382, 2.323]}}
+
+    est = board_estimate(M())
+    assert est["images_per_s_range"] == pytest.approx([42.3 * 0.382, 42.3 * 2.323])
+    assert est["latency_ms_range"] == pytest.approx([71.586 / 2.323, 71.586 / 0.382])
+    text = "\n".join(estimate_lines(est))
+    assert "range 16.2 to 98.3" in text and "x0.382 to x2.323" in text and "unbounded" not in text
+
+
 def test_every_bench_report_shows_the_estimate(make_bundle, images):
     from board.bench import benchmark, render_markdown
 

@@ -48,3 +48,26 @@ def test_committed_calibration_gives_the_band_of_its_own_errors():
     )
     assert band["throughput_band_pct"] == round(expected, 1) > 0
     assert "hls_build/calibration_fit.json" in band["throughput_band_source"]
+
+
+def test_range_is_signed_from_held_out_intervals_and_board_measurements(tmp_path):
+    """True/estimated images/s: 1 + e for an interval error e, 1 / (1 + e) for a board's images/s error."""
+    path = tmp_path / "calibration_fit.json"
+    designs = [
+        {"name": "fast", "held_out_error_pct": {"interval_cycles": 132.3}},  # ran 2.323x faster than estimated
+        {"name": "slow", "held_out_error_pct": {"interval_cycles": -61.8}},  # ran at 0.382x
+        # an interval the calibration does not count must not widen the range
+        {"name": "excluded", "held_out_error_pct": {"interval_cycles": -81.2}, "not_independent": ["interval_cycles"]},
+    ]
+    path.write_text(json.dumps({
+        "summary": {"interval_cycles": {"n": 2, "p90_abs_pct": 131.7}},
+        "throughput": [{"name": "rn08", "error_pct": 8.1}],
+        "designs": designs,
+    }))  # fmt: skip
+    band = throughput_band(path)
+    assert band["throughput_range_factors"] == [0.382, 2.323] and band["throughput_range_n"] == 3
+    designs[1]["held_out_error_pct"]["interval_cycles"] = 5.0
+    path.write_text(json.dumps({"summary": {"interval_cycles": {"n": 2, "p90_abs_pct": 131.7}},
+                                "throughput": [{"name": "rn08", "error_pct": 8.1}], "designs": designs}))  # fmt: skip
+    # the board's +8.1 % (estimate above the measurement) is now the lowest factor: 1 / 1.081
+    assert throughput_band(path)["throughput_range_factors"] == [round(1 / 1.081, 3), 2.323]
