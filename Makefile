@@ -131,10 +131,15 @@ KERAS_MODEL ?=
 INPUT_SCALE ?= 255
 BYO_ARGS ?=
 BYO_DIR := build/models/$(basename $(notdir $(KERAS_MODEL)))_ptq
+BYO_PLAN := build/plans/byo/$(BOARD)/$(notdir $(BYO_DIR)).json
+# Planned like the demo (ReuseFactor, DSP/LUT binding within the calibrated caps): without a plan the bundle's
+# default settings need not fit the board. A model that fits at no setting stops here (exit 2, what binds named).
 byo: | $(HOST_VENV)/.done
 	@test -n "$(KERAS_MODEL)" || { echo "usage: make byo KERAS_MODEL=path/to/model.h5|.keras|.onnx [INPUT_SCALE=255 (1: raw pixels)] [BYO_ARGS=...] [BOARD=...]"; exit 2; }
 	$(HOST_PY) -m hls_build import --model $(KERAS_MODEL) --out $(BYO_DIR) --input-scale $(INPUT_SCALE) $(BYO_ARGS)
-	$(HOST_PY) -m hls_build bundle --model-dir $(BYO_DIR) --board $(BOARD)
+	@mkdir -p $(dir $(BYO_PLAN))
+	$(HOST_PY) -m hls_build plan --model-dir $(BYO_DIR) --board $(BOARD) --json $(BYO_PLAN)
+	$(HOST_PY) -m hls_build bundle --model-dir $(BYO_DIR) --board $(BOARD) --plan $(BYO_PLAN)
 
 # Experiments: N trials over a grid of configs (resumable: run the same command again after a crash).
 GRID ?= training/grids/resnet20_short.yaml
