@@ -196,6 +196,22 @@ def test_results_on_a_tiny_fixture_write_the_tables_and_plots(tmp_path, capsys):
     assert (out / "zoo.md").read_text() == flash
 
 
+def test_pareto_states_the_signed_range_when_every_bundle_has_range_factors(tmp_path):
+    _fixture(tmp_path)
+    band_text = "the range is the calibration's throughput band (fixture band)."
+    assert zoo.main(["--root", str(tmp_path), "results", "--out", "out"]) == 0
+    assert band_text in (tmp_path / "out/pynq-z2/pareto.md").read_text()
+    for report in (tmp_path / "build/reports/zoo").rglob("report.json"):
+        r = json.loads(report.read_text())
+        r["board_estimate"]["range_factors"] = [0.382, 2.323]
+        report.write_text(json.dumps(r))
+    assert zoo.main(["--root", str(tmp_path), "results", "--out", "out2"]) == 0
+    md = (tmp_path / "out2/pynq-z2/pareto.md").read_text()
+    assert "0.382x to 2.323x; `throughput_range_factors`" in md and band_text not in md
+    summary = json.loads((tmp_path / "out2/pynq-z2/zoo/fast.json").read_text())
+    assert summary["estimate"]["throughput_range_factors"] == [0.382, 2.323]
+
+
 def test_results_refuse_a_missing_or_stale_build_output(tmp_path, capsys):
     _fixture(tmp_path)
     (tmp_path / "build/reports/zoo/zcu104/big/report.json").unlink()
