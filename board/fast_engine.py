@@ -403,16 +403,23 @@ class _MatmulStep(_Step):
                 acc[r : r + rows] = self.product_cast(p, inplace=True).sum(axis=1)
         else:
             cols = self._columns(x, self.mm_dtype)
-            acc = cols @ self.w_mm
-            if self.mm_dtype is not np.int64 or self.acc_dtype is not np.int64:
-                acc = acc.astype(self.acc_dtype)
-            if self.scale:
-                acc <<= self.scale
+            acc = self._widen(cols @ self.w_mm)
+        return [self._finish(acc).reshape((n, *self.out_shape))]
+
+    def _widen(self, acc: np.ndarray) -> np.ndarray:
+        """A matmul-dtype product sum as accumulator integers, shifted back by the weights' common scale."""
+        if self.mm_dtype is not np.int64 or self.acc_dtype is not np.int64:
+            acc = acc.astype(self.acc_dtype)
+        if self.scale:
+            acc <<= self.scale
+        return acc
+
+    def _finish(self, acc: np.ndarray) -> np.ndarray:
+        """Bias added, then the accumulator's and the result's casts, as the firmware does after the products."""
         if self.has_bias:
             acc += self.bias_q
         acc = self.accum_cast(acc, inplace=True)
-        out = self.result_cast(acc, inplace=True)
-        return [out.reshape((n, *self.out_shape))]
+        return self.result_cast(acc, inplace=True)
 
     def _depthwise(self, x: np.ndarray) -> np.ndarray:
         """A depthwise convolution: each channel's window times its own taps, summed exactly (see ``__call__``)."""
@@ -423,16 +430,8 @@ class _MatmulStep(_Step):
             acc = self.product_cast(cols * self.w_dw[None], inplace=True).sum(axis=1)
         else:
             cols = self._columns(x, self.mm_dtype).reshape(-1, taps, c)
-            acc = (cols * self.w_dw_mm[None]).sum(axis=1)  # integers below 2^24 (2^53): exact in any order
-            if self.mm_dtype is not np.int64 or self.acc_dtype is not np.int64:
-                acc = acc.astype(self.acc_dtype)
-            if self.scale:
-                acc <<= self.scale
-        if self.has_bias:
-            acc += self.bias_q
-        acc = self.accum_cast(acc, inplace=True)
-        out = self.result_cast(acc, inplace=True)
-        return out.reshape((n, *self.out_shape))
+            acc = self._widen((cols * self.w_dw_mm[None]).sum(axis=1))  # below 2^24 (2^53): exact in any order
+        return self._finish(acc).reshape((n, *self.out_shape))
 
 
 class _BatchNormStep(_Step):
