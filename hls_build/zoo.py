@@ -411,6 +411,11 @@ def _range(s: dict[str, Any]) -> str:
     return "-" if not lo_hi else f"{lo_hi[0]:,.0f} - {lo_hi[1]:,.0f}"
 
 
+def _utilization_cells(u: dict[str, Any]) -> str:
+    """The table cells of the estimate's utilization, one per resource in RESOURCES order."""
+    return "".join(f"| {'-' if u.get(k) is None else f'{u[k]:.0f} %'} " for k in RESOURCES)
+
+
 def _has_factors(s: dict[str, Any]) -> bool:
     return bool(s["estimate"].get("throughput_range_factors"))
 
@@ -455,7 +460,7 @@ def pareto_markdown(board: str, summaries: list[dict[str, Any]], refs: list[dict
             f"| `{s['design']}` | {s['description'] or s['model']['name']} | {_pct(s['top1']['emulated_fpga'])} "
             f"| {s['top1']['images']:,} | {_rate(s['estimate']['images_per_s'])} | {_range(s)} "
             f"| {s['estimate'].get('binding_resource') or '-'} "
-            + "".join(f"| {'-' if u.get(k) is None else f'{u[k]:.0f} %'} " for k in RESOURCES)
+            + _utilization_cells(u)
             + f"| {'yes' if opt else 'no'} |"
         )
     lines += [
@@ -586,7 +591,7 @@ def flash_markdown(summaries: list[dict[str, Any]], boards: list[str]) -> str:
             f"| {_pct(best['top1']['emulated_fpga'])} | {_rate(ips)} ({_range(best)}) "
             f"| {'-' if target is None else ('yes' if ips >= target else 'no')} ({_rate(target)}) "
             f"| {best['estimate'].get('binding_resource') or '-'} "
-            + "".join(f"| {'-' if u.get(k) is None else f'{u[k]:.0f} %'} " for k in RESOURCES)
+            + _utilization_cells(u)
             + f"| `make bundle DESIGN={best['design']}` |"
         )
     lines += [
