@@ -41,8 +41,15 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import torch
-from torch import nn
+
+try:
+    import torch
+    from torch import nn
+except ImportError as _exc:  # run with a Python that lacks torch: one line, not a traceback
+    if __name__ == "__main__":
+        print(f"error: {_exc}; this script runs in .venv-torch (make env-torch creates it)", file=sys.stderr)
+        sys.exit(2)
+    raise
 
 ROOT = Path(__file__).resolve().parents[2]
 if str(ROOT) not in sys.path:  # board.cifar10 (numpy only) reads and checks the CIFAR-10 batches
@@ -330,6 +337,21 @@ def main(argv: list[str] | None = None) -> int:
     )
     p.add_argument("--cifar10-dir", default=None)
     args = p.parse_args(argv)
+    from board.cli import run
+
+    return run(lambda: _export(args))
+
+
+def _export(args: argparse.Namespace) -> int:
+    """The work of ``main``: bad counts are refused before anything is trained (one error line, exit 2)."""
+    from board.errors import InputError
+
+    for name in ("float_epochs", "qat_epochs", "reference_images"):
+        if getattr(args, name) < 0:
+            raise InputError(f"--{name.replace('_', '-')} {getattr(args, name)}: must be >= 0")
+    for name in ("threads", "test_images", "check_images"):
+        if getattr(args, name) < 1:
+            raise InputError(f"--{name.replace('_', '-')} {getattr(args, name)}: must be >= 1")
 
     import brevitas
 

@@ -248,6 +248,29 @@ def test_cli_refuses_a_float_scale_qonnx_with_one_line_and_exit_2(tmp_path):
     assert "not a power of two" in r.stderr and "Traceback" not in r.stderr
 
 
+def test_export_script_without_torch_is_one_error_line_and_exit_2(tmp_path):
+    import importlib.util
+    import sys
+
+    if importlib.util.find_spec("torch") is not None:
+        pytest.skip("torch is installed in this environment")
+    r = subprocess.run([sys.executable, str(SCRIPT), "--out", str(tmp_path / "out")], capture_output=True, text=True,
+                       cwd=ROOT, env={**os.environ, "PYTHONPATH": str(ROOT)})  # fmt: skip
+    assert r.returncode == 2 and r.stderr.startswith("error: ") and len(r.stderr.strip().splitlines()) == 1, r.stderr
+    assert "make env-torch" in r.stderr and not (tmp_path / "out").exists()
+
+
+@pytest.mark.torch
+@pytest.mark.parametrize("flag, value", [("--float-epochs", "-1"), ("--test-images", "0"), ("--threads", "0")])
+def test_export_script_refuses_bad_counts_with_one_line_and_exit_2(tmp_path, flag, value):
+    if not TORCH_PY.is_file():
+        pytest.skip(f"no {TORCH_PY.parent.parent.name}: `make env-torch` creates the optional PyTorch environment")
+    cmd = [str(TORCH_PY), str(SCRIPT), "--out", str(tmp_path / "out"), flag, value]
+    r = subprocess.run(cmd, capture_output=True, text=True, cwd=ROOT, env={**os.environ, "PYTHONPATH": str(ROOT)})
+    assert r.returncode == 2 and len(r.stderr.strip().splitlines()) == 1, r.stderr
+    assert r.stderr.startswith(f"error: {flag} {value}: must be") and not (tmp_path / "out").exists()
+
+
 # ------------------------------------------------------------------------------------- with the real exporters
 @pytest.fixture(scope="module")
 def fresh_exports(tmp_path_factory, cifar10_dir):
