@@ -95,6 +95,8 @@ def estimate_lines(est: dict[str, Any] | None, board: str | None = None) -> list
         if est.get("range_factors"):
             lo_f, hi_f = est["range_factors"]
             band += f"; range: x{lo_f:g} to x{hi_f:g}, the smallest and largest true/estimated ratio measured"
+    # The band's source text says "|error|": a bare pipe would split the markdown table's cell.
+    band = band.replace("|", "\\|")
     lines += [
         f"{ESTIMATE_LABEL}{clock}, from the bundle's manifest:",
         "",

@@ -274,7 +274,11 @@ def render_mlperf(report: dict[str, Any]) -> str:
         lines.append(
             f"| ESTIMATE for {b['board']} (this bundle's pre-synthesis model) | | | "
             f"{est['images_per_s']:.1f}"
-            + (f" (+-{est['band_pct']:g} %)" if est.get("band_pct") is not None else "")
+            + (
+                f" (range {est['images_per_s_range'][0]:.1f} to {est['images_per_s_range'][1]:.1f})"
+                if est.get("images_per_s_range")
+                else (f" (+-{est['band_pct']:g} %)" if est.get("band_pct") is not None else "")
+            )
             + " | |"
         )
     for p in report["published"]:

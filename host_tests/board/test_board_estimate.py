@@ -71,6 +71,15 @@ def test_signed_range_factors_replace_the_symmetric_band():
     assert "range 16.2 to 98.3" in text and "x0.382 to x2.323" in text and "unbounded" not in text
 
 
+def test_a_pipe_in_the_band_source_does_not_split_the_table_row():
+    class M:
+        board = "pynq-z2"
+        resources = {"estimate": {**ESTIMATE, "throughput_band_pct": 50.0, "throughput_band_source": "p90 |error|"}}
+
+    row = [line for line in estimate_lines(board_estimate(M())) if line.startswith("| pynq-z2")][0]
+    assert row.replace("\\|", "").count("|") == 5 and "p90 \\|error\\|" in row
+
+
 def test_every_bench_report_shows_the_estimate(make_bundle, images):
     from board.bench import benchmark, render_markdown
 

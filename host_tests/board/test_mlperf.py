@@ -71,6 +71,19 @@ def test_emulated_run(make_bundle, cifar10_dir):
     md = render_mlperf(report)
     assert "EMULATED ON THE HOST" in md and "shorter than MLPerf Tiny's 10 s minimum" in md
     assert "| 130.8 | 12,266 |" in md and "83.5 %" in md and "tiny_results_v1.0@30a944256cff" in md
+    # The ESTIMATE row shows the calibration's signed range when the manifest has it, else images/s x (1 -/+ band).
+    from board.board_estimate import board_estimate
+
+    class M:
+        board = "pynq-z2"
+        resources = {"estimate": {"images_per_s": 1350.0, "latency_ms": 1.157, "clock_mhz": 100.0,
+                                  "throughput_band_pct": 131.7}}  # fmt: skip
+
+    report["board_estimate"] = board_estimate(M())
+    assert "| 1350.0 (range 0.0 to 3128.0) |" in render_mlperf(report)  # an older manifest: band only
+    M.resources["estimate"]["throughput_range_factors"] = [0.382, 2.323]
+    report["board_estimate"] = board_estimate(M())
+    assert "| 1350.0 (range 515.7 to 3136.0) |" in render_mlperf(report)
 
 
 def acc_decode(bundle, images):
