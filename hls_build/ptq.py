@@ -374,36 +374,34 @@ def _calibration_ranges(
     return {n: float(np.percentile(o[o > 0], percentile)) if np.any(o > 0) else 0.0 for n, o in zip(names, outs)}
 
 
-def _image_readers(model: keras.Model) -> list[keras.layers.Layer]:
-    """The layers that compute on the image first: reached from the input through ZeroPadding2D only."""
-    readers, todo = [], [model.layers[0].name]
-    while todo:
-        name = todo.pop()
+def _image_reader_paths(model: keras.Model) -> list[tuple[keras.layers.Layer, bool]]:
+    """The layers that compute on the image first, each with whether a ZeroPadding2D lies on its way.
+
+    A layer computes on the image first when it is reached from the input through ZeroPadding2D layers only.
+    """
+    found, pending = [], [(model.layers[0].name, False)]
+    while pending:
+        name, padded = pending.pop()
         for layer in model.layers:
             if name in [lyr.name for lyr in _inbound_layers(layer)]:
                 if type(layer).__name__ == "ZeroPadding2D":
-                    todo.append(layer.name)
+                    pending.append((layer.name, True))
                 else:
-                    readers.append(layer)
-    return readers
+                    found.append((layer, padded))
+    return found
+
+
+def _image_readers(model: keras.Model) -> list[keras.layers.Layer]:
+    """The layers that compute on the image first: reached from the input through ZeroPadding2D only."""
+    return [layer for layer, _ in _image_reader_paths(model)]
 
 
 def _pads_image(model: keras.Model) -> bool:
     """Whether the image is zero-padded before the first layer computes on it (ZeroPadding2D, or 'same' k > 1)."""
-    todo = [(model.layers[0].name, False)]
-    while todo:
-        name, padded = todo.pop()
-        for layer in model.layers:
-            if name not in [lyr.name for lyr in _inbound_layers(layer)]:
-                continue
-            kind = type(layer).__name__
-            if kind == "ZeroPadding2D":
-                todo.append((layer.name, True))
-                continue
-            size = getattr(layer, "kernel_size", (1, 1))
-            if padded or (getattr(layer, "padding", "valid") == "same" and max(size) > 1):
-                return True
-    return False
+    return any(
+        padded or (getattr(layer, "padding", "valid") == "same" and max(getattr(layer, "kernel_size", (1, 1))) > 1)
+        for layer, padded in _image_reader_paths(model)
+    )
 
 
 @dataclass
